@@ -1,0 +1,136 @@
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/internal/natsserver"
+	"github.com/cardiostream/cardiostream/internal/streams"
+)
+
+// RunServer starts a single JetStream server on a random loopback port and
+// shuts it down when the test ends.
+func RunServer(tb testing.TB) *server.Server {
+	tb.Helper()
+	return RunServerIn(tb, tb.TempDir())
+}
+
+// RunServerIn is RunServer with a given store directory, so a test can
+// restart a server on the same data.
+func RunServerIn(tb testing.TB, storeDir string) *server.Server {
+	tb.Helper()
+	opts := &server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		StoreDir:  storeDir,
+		NoSigs:    true,
+		NoLog:     true,
+	}
+	ns, err := natsserver.StartWithOptions(opts, 10*time.Second, nil)
+	if err != nil {
+		tb.Fatalf("starting embedded nats-server: %v", err)
+	}
+	tb.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
+
+// Connect connects to ns over loopback TCP and closes the connection when the
+// test ends.
+func Connect(tb testing.TB, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name(tb.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		tb.Fatalf("connecting to %s: %v", ns.ClientURL(), err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// EnsureStreams creates the cardiostream streams with cfg (or the defaults
+// when cfg is nil) and returns the config used.
+func EnsureStreams(tb testing.TB, js jetstream.JetStream, cfg *streams.Config) streams.Config {
+	tb.Helper()
+	c := streams.DefaultConfig()
+	if cfg != nil {
+		c = *cfg
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := streams.Ensure(ctx, js, c); err != nil {
+		tb.Fatalf("ensuring streams: %v", err)
+	}
+	return c
+}
+
+// Eventually polls cond every 10ms until it returns nil or timeout passes,
+// then fails the test with cond's last error.
+func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("condition not met after %s: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// StreamMessages reads every message currently in stream with an ordered
+// consumer and returns them in sequence order.
+func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		tb.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		tb.Fatalf("stream %s info: %v", stream, err)
+	}
+	n := int(info.State.Msgs)
+	if n == 0 {
+		return nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		tb.Fatalf("ordered consumer on %s: %v", stream, err)
+	}
+	out := make([]jetstream.Msg, 0, n)
+	for len(out) < n {
+		batch, err := c.Fetch(n-len(out), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			tb.Fatalf("fetching from %s: %v", stream, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			got++
+		}
+		if batch.Error() != nil {
+			tb.Fatalf("fetching from %s: %v", stream, batch.Error())
+		}
+		if got == 0 {
+			tb.Fatalf("stream %s: read %d of %d messages, then nothing", stream, len(out), n)
+		}
+	}
+	return out
+}
