@@ -1,7 +1,6 @@
 package schemas
 
 import (
-	"encoding/json"
 	"math"
 	"time"
 )
@@ -69,11 +68,14 @@ func (f Features) MarshalJSON() ([]byte, error) {
 // Record is one patient record as published by a clinic on
 // <prefix>.records.<source>.
 type Record struct {
-	SchemaVersion int        `json:"schema_version"`
-	ID            string     `json:"id"`
-	PatientRef    string     `json:"patient_ref,omitempty"`
-	ObservedAt    *time.Time `json:"observed_at,omitempty"`
-	Features      Features   `json:"features"`
+	SchemaVersion int    `json:"schema_version"`
+	ID            string `json:"id"`
+	PatientRef    string `json:"patient_ref,omitempty"`
+	// ObservedAt is when the values were measured; zero when not given.
+	// DecodeRecord returns it in UTC. (A value, not a pointer: decoding a
+	// record must not allocate for it.)
+	ObservedAt time.Time `json:"observed_at,omitzero"`
+	Features   Features  `json:"features"`
 }
 
 // Outcome is the labelled result for a record, published later on
@@ -184,6 +186,5 @@ func appendFloatOrNull(b []byte, v float64) []byte {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return append(b, "null"...)
 	}
-	enc, _ := json.Marshal(v)
-	return append(b, enc...)
+	return appendFloat(b, v)
 }
