@@ -1,0 +1,348 @@
+package monitor
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// latencyBuckets are the prediction latency histogram bounds in seconds,
+// 0.5 ms to 5 s.
+var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
+// stages are the dead-letter stages with their own label value; anything
+// else is counted as "unknown".
+var stages = []schemas.Stage{schemas.StageDecode, schemas.StageValidate, schemas.StageScore, "unknown"}
+
+// Window samples; the short JSON names keep the checkpoint small.
+type joinSample struct {
+	At        int64 `json:"t"` // unix nanoseconds
+	Actual    uint8 `json:"a"`
+	Predicted uint8 `json:"p"`
+}
+
+type latencySample struct {
+	At int64   `json:"t"`
+	MS float64 `json:"ms"`
+}
+
+type errorSample struct {
+	At  int64 `json:"t"`
+	Err bool  `json:"e,omitempty"`
+}
+
+// aggState is everything the fold keeps. Its fields are exported for the
+// checkpoint encoding only (JSON: the pending maps' int64 keys are encoded
+// as strings, which encoding/json handles).
+type aggState struct {
+	// Seq is the last ledger sequence folded in.
+	Seq uint64
+
+	Predictions  int64
+	DeadLettered int64
+	DeadByStage  map[schemas.Stage]int64
+	Outcomes     int64
+	Joined       int64
+	Unscorable   int64
+	// Confusion is indexed [actual][predicted].
+	Confusion [2][2]int64
+
+	// LatencyCounts are the non-cumulative histogram counts, one per bucket
+	// plus +Inf.
+	LatencyCounts []uint64
+	LatencySumSec float64
+
+	// Recorded and Resolved count pending sides opened and closed; Pending
+	// holds the open ones by the time bucket they were opened in, so that
+	// the ones older than the label deadline can be left out (they expired
+	// from the pending bucket).
+	Recorded [numSides]int64
+	Resolved [numSides]int64
+	Pending  [numSides]map[int64]int64
+
+	Joins     []joinSample
+	Latencies []latencySample
+	Errors    []errorSample
+}
+
+// aggregator folds ledger events into aggState. It is not safe for
+// concurrent use; Monitor guards it.
+type aggregator struct {
+	windowSize     int
+	windowDuration time.Duration
+	labelDeadline  time.Duration
+	granularity    int64 // pending time-bucket width in nanoseconds
+	st             aggState
+}
+
+func newAggregator(cfg Config) *aggregator {
+	a := &aggregator{
+		windowSize:     cfg.WindowSize,
+		windowDuration: cfg.WindowDuration,
+		labelDeadline:  cfg.LabelDeadline,
+		// 1/1000 of the deadline: the pending gauge is exact to 0.1% of
+		// the deadline (86 s for 24 h) while the map stays ≤ 2000 entries.
+		granularity: max(int64(cfg.LabelDeadline/1000), int64(time.Millisecond)),
+	}
+	a.st = newAggState()
+	return a
+}
+
+func newAggState() aggState {
+	st := aggState{
+		DeadByStage:   map[schemas.Stage]int64{},
+		LatencyCounts: make([]uint64, len(latencyBuckets)+1),
+	}
+	for i := range st.Pending {
+		st.Pending[i] = map[int64]int64{}
+	}
+	return st
+}
+
+// restore replaces the state with a checkpoint's, trimming the windows to
+// the current window size (the configuration may have changed).
+func (a *aggregator) restore(st aggState) {
+	if st.DeadByStage == nil {
+		st.DeadByStage = map[schemas.Stage]int64{}
+	}
+	if len(st.LatencyCounts) != len(latencyBuckets)+1 {
+		st.LatencyCounts = make([]uint64, len(latencyBuckets)+1)
+	}
+	for i := range st.Pending {
+		if st.Pending[i] == nil {
+			st.Pending[i] = map[int64]int64{}
+		}
+	}
+	st.Joins = trimFront(st.Joins, a.windowSize)
+	st.Latencies = trimFront(st.Latencies, a.windowSize)
+	st.Errors = trimFront(st.Errors, a.windowSize)
+	a.st = st
+}
+
+func trimFront[T any](s []T, n int) []T {
+	if len(s) > n {
+		return slices.Clone(s[len(s)-n:])
+	}
+	return s
+}
+
+// push appends v and drops the oldest sample beyond n. Re-slicing the front
+// keeps the backing array bounded: append copies only the live part when it
+// grows.
+func push[T any](s []T, v T, n int) []T {
+	s = append(s, v)
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}
+
+// apply folds one ledger event at ledger sequence seq.
+func (a *aggregator) apply(seq uint64, ev event) {
+	st := &a.st
+	st.Seq = seq
+	at := ev.At.UnixNano()
+	switch ev.Kind {
+	case kindPrediction:
+		st.Predictions++
+		a.observeLatency(ev.LatencyMS)
+		st.Latencies = push(st.Latencies, latencySample{At: at, MS: ev.LatencyMS}, a.windowSize)
+		st.Errors = push(st.Errors, errorSample{At: at}, a.windowSize)
+		a.open(sidePrediction, ev)
+	case kindDeadLetter:
+		st.DeadLettered++
+		st.DeadByStage[stageLabel(ev.Stage)]++
+		st.Errors = push(st.Errors, errorSample{At: at, Err: true}, a.windowSize)
+		a.open(sideDeadLetter, ev)
+	case kindOutcome:
+		st.Outcomes++
+		a.open(sideOutcome, ev)
+	case kindJoin:
+		st.Joined++
+		st.Confusion[ev.Actual][ev.Predicted]++
+		st.Joins = push(st.Joins, joinSample{At: at, Actual: uint8(ev.Actual), Predicted: uint8(ev.Predicted)}, a.windowSize)
+		a.close(ev)
+	case kindUnscorable:
+		st.Unscorable++
+		a.close(ev)
+	}
+	a.prune(at)
+}
+
+func (a *aggregator) observeLatency(ms float64) {
+	sec := ms / 1000
+	if math.IsNaN(sec) || sec < 0 {
+		sec = 0
+	}
+	i, _ := slices.BinarySearch(latencyBuckets, sec)
+	a.st.LatencyCounts[i]++
+	a.st.LatencySumSec += sec
+}
+
+func stageLabel(s schemas.Stage) schemas.Stage {
+	switch s {
+	case schemas.StageDecode, schemas.StageValidate, schemas.StageScore:
+		return s
+	}
+	return "unknown"
+}
+
+func (a *aggregator) bucket(t time.Time) int64 {
+	n := t.UnixNano()
+	return n - mod(n, a.granularity)
+}
+
+func mod(a, b int64) int64 {
+	m := a % b
+	if m < 0 {
+		m += b
+	}
+	return m
+}
+
+func (a *aggregator) open(s side, ev event) {
+	if !ev.Pending {
+		return
+	}
+	a.st.Recorded[s]++
+	a.st.Pending[s][a.bucket(ev.At)]++
+}
+
+func (a *aggregator) close(ev event) {
+	for s, t := range [numSides]*time.Time{ev.PredictionAt, ev.OutcomeAt, ev.DeadLetterAt} {
+		if t == nil {
+			continue
+		}
+		a.st.Resolved[s]++
+		b := a.bucket(*t)
+		if a.st.Pending[s][b]--; a.st.Pending[s][b] == 0 {
+			delete(a.st.Pending[s], b)
+		}
+	}
+}
+
+// prune drops pending buckets far older than the label deadline, measured in
+// ledger time so that the fold stays a pure function of the ledger. Their
+// entries have expired from the pending bucket.
+func (a *aggregator) prune(now int64) {
+	cutoff := now - 2*int64(a.labelDeadline) - a.granularity
+	for s := range a.st.Pending {
+		if len(a.st.Pending[s]) < 64 {
+			continue // cheap enough to keep; avoids a scan per event
+		}
+		for b := range a.st.Pending[s] {
+			if b < cutoff {
+				delete(a.st.Pending[s], b)
+			}
+		}
+	}
+}
+
+// pending returns the open entries of side s that have not yet expired at now.
+func (a *aggregator) pending(s side, now time.Time) int64 {
+	cutoff := a.bucket(now.Add(-a.labelDeadline))
+	var n int64
+	for b, c := range a.st.Pending[s] {
+		if b >= cutoff {
+			n += c
+		}
+	}
+	return max(n, 0)
+}
+
+// Classification is a confusion matrix and the metrics derived from it.
+// Metrics with a zero denominator are 0; check the counts.
+type Classification struct {
+	Samples   int64
+	TP        int64
+	FP        int64
+	TN        int64
+	FN        int64
+	Accuracy  float64
+	Precision float64
+	Recall    float64
+	F1        float64
+}
+
+func classify(tp, fp, tn, fn int64) Classification {
+	c := Classification{Samples: tp + fp + tn + fn, TP: tp, FP: fp, TN: tn, FN: fn}
+	c.Accuracy = ratio(tp+tn, c.Samples)
+	c.Precision = ratio(tp, tp+fp)
+	c.Recall = ratio(tp, tp+fn)
+	c.F1 = ratio(2*tp, 2*tp+fp+fn)
+	return c
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// defined reports whether metric has a non-zero denominator.
+func (c Classification) defined(metric string) bool {
+	switch metric {
+	case MetricPrecision:
+		return c.TP+c.FP > 0
+	case MetricRecall:
+		return c.TP+c.FN > 0
+	case MetricF1:
+		return 2*c.TP+c.FP+c.FN > 0
+	}
+	return c.Samples > 0
+}
+
+// windowView is the window metrics at one instant.
+type windowView struct {
+	Class          Classification
+	LatencySamples int64
+	P50, P95, P99  float64
+	ErrorSamples   int64
+	ErrorRate      float64
+}
+
+// window computes the window metrics at now: the samples among the last
+// windowSize that are younger than windowDuration.
+func (a *aggregator) window(now time.Time) windowView {
+	cutoff := now.Add(-a.windowDuration).UnixNano()
+	var v windowView
+	var cm [2][2]int64
+	for _, s := range a.st.Joins {
+		if s.At > cutoff {
+			cm[s.Actual][s.Predicted]++
+		}
+	}
+	v.Class = classify(cm[1][1], cm[0][1], cm[0][0], cm[1][0])
+	lat := make([]float64, 0, len(a.st.Latencies))
+	for _, s := range a.st.Latencies {
+		if s.At > cutoff {
+			lat = append(lat, s.MS)
+		}
+	}
+	slices.Sort(lat)
+	v.LatencySamples = int64(len(lat))
+	v.P50, v.P95, v.P99 = quantile(lat, 0.50), quantile(lat, 0.95), quantile(lat, 0.99)
+	var errs int64
+	for _, s := range a.st.Errors {
+		if s.At > cutoff {
+			v.ErrorSamples++
+			if s.Err {
+				errs++
+			}
+		}
+	}
+	v.ErrorRate = ratio(errs, v.ErrorSamples)
+	return v
+}
+
+// quantile is the nearest-rank q-quantile of sorted values (0 when empty).
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(q * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}

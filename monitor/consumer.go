@@ -1,0 +1,118 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/internal/streams"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// input is one of the three streams the monitor consumes.
+type input struct {
+	name     string // metric label: predictions, outcomes, deadletter
+	stream   string
+	consumer string
+	kind     string // subject kind token and ledger event kind
+	decode   func(m *Monitor, data []byte, source string, at time.Time) (event, error)
+}
+
+func (m *Monitor) inputs() []input {
+	return []input{
+		{name: "predictions", stream: schemas.StreamPredictions, consumer: streams.ConsumerMonitorPredictions, kind: "predictions", decode: decodePrediction},
+		{name: "outcomes", stream: schemas.StreamOutcomes, consumer: streams.ConsumerMonitorOutcomes, kind: "outcomes", decode: decodeOutcome},
+		{name: "deadletter", stream: schemas.StreamDeadLetter, consumer: streams.ConsumerMonitorDeadLetter, kind: "deadletter", decode: decodeDeadLetter},
+	}
+}
+
+// consumerConfig is the durable consumer of in. Its filter takes exactly one
+// token after the kind, so a future <prefix>.predictions.shadow.<source> is
+// not counted as a prediction.
+func (m *Monitor) consumerConfig(in input) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       in.consumer,
+		Description:   "cardiostream monitor: joins and metrics",
+		FilterSubject: m.subjects.Prefix + "." + in.kind + ".*",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       m.cfg.Consumer.AckWait,
+		MaxDeliver:    -1, // a transient failure must not lose a metric
+		MaxAckPending: m.cfg.Consumer.MaxAckPending,
+		Replicas:      m.cfg.Replicas,
+	}
+}
+
+func decodePrediction(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
+	var p schemas.Prediction
+	if err := json.Unmarshal(data, &p); err != nil {
+		return event{}, fmt.Errorf("%w: prediction: %w", errInvalidInput, err)
+	}
+	if p.RecordID == "" || !validLabel(p.Label) {
+		return event{}, fmt.Errorf("%w: prediction: record_id empty or label %d not 0/1", errInvalidInput, p.Label)
+	}
+	return event{V: ledgerVersion, Kind: kindPrediction, Source: source, RecordID: p.RecordID, At: at, Label: p.Label, LatencyMS: p.LatencyMS}, nil
+}
+
+func decodeOutcome(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
+	o, err := schemas.DecodeOutcome(data)
+	if err != nil {
+		return event{}, fmt.Errorf("%w: outcome: %w", errInvalidInput, err)
+	}
+	if o.RecordID == "" || !validLabel(o.Label) {
+		return event{}, fmt.Errorf("%w: outcome: record_id empty or label %d not 0/1", errInvalidInput, o.Label)
+	}
+	return event{V: ledgerVersion, Kind: kindOutcome, Source: source, RecordID: o.RecordID, At: at, Label: o.Label}, nil
+}
+
+func decodeDeadLetter(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
+	var d schemas.DeadLetter
+	if err := json.Unmarshal(data, &d); err != nil {
+		return event{}, fmt.Errorf("%w: dead letter: %w", errInvalidInput, err)
+	}
+	return event{V: ledgerVersion, Kind: kindDeadLetter, Source: source, RecordID: d.RecordID, At: at, Stage: stageLabel(d.Stage)}, nil
+}
+
+// handle processes one input message and acks it according to the result:
+// success → Ack; a message that can never be processed → Term; anything else
+// → NAK with a delay growing with the delivery count.
+func (m *Monitor) handle(ctx context.Context, in input, msg jetstream.Msg, errs *errorLog) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Term()
+		return
+	}
+	err = m.process(ctx, in, msg, meta)
+	switch {
+	case err == nil:
+		errs.ok()
+		if aerr := msg.Ack(); aerr != nil {
+			m.log.Debug("ack failed; the message will be redelivered", "input", in.name, "err", aerr)
+		}
+	case errors.Is(err, errInvalidInput):
+		m.metrics.invalid[in.name].Inc()
+		m.log.Warn("invalid input message; terminated", "input", in.name, "stream_sequence", meta.Sequence.Stream, "err", err)
+		_ = msg.Term()
+	default:
+		m.metrics.errors[errOpInput].Inc()
+		errs.failed(err, "input", in.name)
+		delay := m.cfg.Consumer.RetryDelay << min(meta.NumDelivered-1, 6)
+		_ = msg.NakWithDelay(min(delay, 30*time.Second))
+	}
+}
+
+func (m *Monitor) process(ctx context.Context, in input, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
+	source, ok := m.subjects.SourceOf(in.kind, msg.Subject())
+	if !ok {
+		return fmt.Errorf("%w: subject %q has no valid source token", errInvalidInput, msg.Subject())
+	}
+	ev, err := in.decode(m, msg.Data(), source, m.now())
+	if err != nil {
+		return err
+	}
+	return m.record(ctx, ev, meta.Sequence.Stream)
+}

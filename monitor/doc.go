@@ -1,0 +1,77 @@
+// Package monitor watches the model in production. It consumes predictions,
+// outcomes and dead letters, joins each prediction with its outcome by
+// (source, record_id) whichever arrives first, computes live metrics
+// (accuracy, precision, recall, F1, confusion matrix, latency quantiles,
+// error rate; cumulatively and over a sliding window), exports them to
+// Prometheus, evaluates alert rules and publishes every alert transition to
+// the ALERTS stream (<prefix>.alerts.<rule>, schemas.Alert).
+//
+// It owns: the durable consumers monitor-predictions (filter
+// <prefix>.predictions.*), monitor-outcomes and monitor-deadletter; the
+// pending bucket (KV, default CARDIO_MONITOR_PENDING, TTL = label_deadline);
+// the ledger stream (default MONITOR_LEDGER, <prefix>.monitor.ledger.<kind>.<source>);
+// the state bucket holding the checkpoint (default CARDIO_MONITOR_STATE);
+// and publishing to ALERTS. It does not deliver webhooks (monitor/webhook
+// consumes ALERTS).
+//
+// It imports schemas and internal/streams only; it must not import scorer,
+// ingest, monitor/webhook or cmd.
+//
+// # Joins survive restarts
+//
+// The pending side of every join lives in the pending bucket, one key per
+// (source, record_id): "r." + hex of the first 128 bits of SHA-256 over
+// source, NUL, record_id (client ids are not valid KV keys). The value
+// holds each side's label and arrival time (never patient features) and a
+// "resolved" flag, and every change is a compare-and-set on the key's
+// revision, so concurrent handlers, in one process or several, agree on
+// which of them completes a join. For each input the handler reads the
+// entry, publishes the input's ledger event, CASes its side in, and, if
+// both sides are then present, publishes the join event and CASes the entry
+// to resolved. Inputs are acked only after those writes succeed; a
+// redelivery at any point either finds its side already recorded (a
+// duplicate: not counted again) or repeats a ledger publish that the
+// ledger's Nats-Msg-Id deduplication drops. An outcome whose record was
+// dead-lettered resolves as "unscorable" the same way. Entries expire with
+// the label deadline, which bounds the bucket; a duplicate arriving after
+// its entry expired is counted again (it cannot be told apart).
+//
+// # The metrics are a fold over the ledger
+//
+// Every aggregate is a pure function of the ledger: one event per distinct
+// input (prediction, outcome, dead letter) and one per resolution (join,
+// unscorable), each stamped with the monitor's clock. Every monitor process
+// reads the whole ledger with its own ordered consumer, so several monitors
+// report the same numbers, and a restart gives exactly the numbers of an
+// uninterrupted run: every CheckpointInterval (and at shutdown) the fold's
+// state (counters, confusion matrix, latency histogram, window samples,
+// pending counts) is saved with the ledger sequence it includes; on start
+// the checkpoint is loaded and the ledger replayed from the next sequence
+// (or from its start when there is no usable checkpoint). Ready reports nil
+// once that replay has reached the ledger's end as it was at start-up.
+// Counts from the checkpoint onward depend on the ledger still holding
+// those events (ledger.max_age, default 30 days).
+//
+// Windows: a sample (a join; a prediction's latency; a prediction or dead
+// letter for the error rate) is in the window when it is among the last
+// window_size samples of its kind AND younger than window_duration at the
+// evaluation instant.
+//
+// Pending gauges count the sides opened in the last label_deadline and not
+// yet resolved; older ones are reported as expired (the bucket has dropped
+// them).
+//
+// # Alerts
+//
+// Each rule moves inactive → pending (breached, waiting for "for") → firing
+// → inactive, evaluated every evaluation_interval and right after each
+// ledger batch, only once the replay is done. Firing and resolving each
+// publish one schemas.Alert with id <rule>-<starts_at unix ns>-firing or
+// -resolved (repeats: -firing-repeat-<n>), published with Nats-Msg-Id = id
+// and the rule subject's expected last sequence, so a retry is deduplicated
+// and two monitors cannot both fire. A rule's state is committed only after
+// its alert is stored. On start each rule's state is restored from the last
+// message on its subject, so a restart neither re-fires nor forgets a
+// firing alert; a "pending" rule restarts its "for" period. AlertsFired and
+// AlertsResolved count this process's transitions.
+package monitor

@@ -1,0 +1,198 @@
+package monitor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// pendingDoc is the pending-bucket value for one (source, record_id). Every
+// change is a compare-and-set on the key's revision, so concurrent handlers
+// (in one process or many) agree on who completes the join.
+type pendingDoc struct {
+	Prediction *docSide `json:"p,omitempty"`
+	Outcome    *docSide `json:"o,omitempty"`
+	DeadLetter *docSide `json:"d,omitempty"`
+	// Resolved marks a join (or unscorable) already written to the ledger;
+	// later duplicates of either side are recognised by it until the entry
+	// expires with the label deadline.
+	Resolved bool `json:"r,omitempty"`
+}
+
+// docSide is what the join needs from one side: no patient data.
+type docSide struct {
+	Label int       `json:"l"`
+	At    time.Time `json:"t"`
+}
+
+func (d *pendingDoc) side(s side) **docSide {
+	switch s {
+	case sidePrediction:
+		return &d.Prediction
+	case sideOutcome:
+		return &d.Outcome
+	default:
+		return &d.DeadLetter
+	}
+}
+
+func (d *pendingDoc) resolvable() bool {
+	return !d.Resolved && d.Outcome != nil && (d.Prediction != nil || d.DeadLetter != nil)
+}
+
+// resolution is the join (or unscorable) event for a resolvable doc.
+func (d *pendingDoc) resolution(source, recordID string, now time.Time) event {
+	ev := event{V: ledgerVersion, Source: source, RecordID: recordID, At: now, Actual: d.Outcome.Label}
+	ev.OutcomeAt = timePtr(d.Outcome.At)
+	if d.DeadLetter != nil {
+		ev.DeadLetterAt = timePtr(d.DeadLetter.At)
+	}
+	if d.Prediction != nil {
+		ev.Kind = kindJoin
+		ev.Predicted = d.Prediction.Label
+		ev.PredictionAt = timePtr(d.Prediction.At)
+	} else {
+		ev.Kind = kindUnscorable
+	}
+	return ev
+}
+
+func timePtr(t time.Time) *time.Time { return &t }
+
+func sideOf(kind string) side {
+	switch kind {
+	case kindPrediction:
+		return sidePrediction
+	case kindOutcome:
+		return sideOutcome
+	default:
+		return sideDeadLetter
+	}
+}
+
+// pendingKey derives a valid KV key from client-chosen ids: "r." and the
+// first 128 bits of SHA-256 over source, NUL, record id.
+func pendingKey(source, recordID string) string {
+	h := sha256.Sum256([]byte(source + "\x00" + recordID))
+	return "r." + hex.EncodeToString(h[:16])
+}
+
+const maxCASAttempts = 16
+
+// record handles one distinct input (ev is its input event, inputSeq its
+// stream sequence). The order of writes makes a redelivery at any point
+// harmless:
+//
+//  1. read the pending entry; if this side is already there, it is a
+//     duplicate (only the join may still be owed, step 4);
+//  2. publish the input event to the ledger (Nats-Msg-Id dedups a retry);
+//  3. CAS the side into the entry (a lost CAS re-reads and goes again);
+//  4. if both sides are now present, publish the join event (deduplicated by
+//     its id) and CAS the entry to resolved.
+//
+// The caller acks only after record returns nil.
+func (m *Monitor) record(ctx context.Context, ev event, inputSeq uint64) error {
+	if ev.RecordID == "" {
+		// A dead letter whose payload had no readable id: it is counted but
+		// can never be joined.
+		return m.publishEvent(ctx, ev, inputSeq)
+	}
+	s := sideOf(ev.Kind)
+	key := pendingKey(ev.Source, ev.RecordID)
+	for range maxCASAttempts {
+		doc, rev, err := m.getDoc(ctx, key)
+		if err != nil {
+			return err
+		}
+		if p := doc.side(s); *p == nil {
+			ev.Pending = !doc.Resolved
+			if err := m.publishEvent(ctx, ev, inputSeq); err != nil {
+				return err
+			}
+			*p = &docSide{Label: ev.Label, At: ev.At}
+			if rev, err = m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return err
+			}
+		}
+		if !doc.resolvable() {
+			return nil
+		}
+		if err := m.publishEvent(ctx, doc.resolution(ev.Source, ev.RecordID, m.now()), 0); err != nil {
+			return err
+		}
+		doc.Resolved = true
+		if _, err := m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	return errTooManyConflicts
+}
+
+func (m *Monitor) getDoc(ctx context.Context, key string) (*pendingDoc, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
+	defer cancel()
+	e, err := m.pending.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return &pendingDoc{}, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading pending entry: %w", err)
+	}
+	var d pendingDoc
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		// Only this package writes the bucket; a value it cannot read is
+		// overwritten rather than wedging the record forever.
+		m.log.Warn("unreadable pending entry; replacing it", "key", key, "err", err)
+		return &pendingDoc{}, e.Revision(), nil
+	}
+	return &d, e.Revision(), nil
+}
+
+func (m *Monitor) putDoc(ctx context.Context, key string, d *pendingDoc, rev uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
+	defer cancel()
+	b, err := json.Marshal(d)
+	if err != nil {
+		return 0, fmt.Errorf("encoding pending entry: %w", err)
+	}
+	if rev == 0 {
+		rev, err = m.pending.Create(ctx, key, b)
+	} else {
+		rev, err = m.pending.Update(ctx, key, b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		m.metrics.casConflicts.Inc()
+		return 0, errConflict
+	}
+	if err != nil {
+		return 0, fmt.Errorf("writing pending entry: %w", err)
+	}
+	return rev, nil
+}
+
+// publishEvent appends ev to the ledger, deduplicated by its id.
+func (m *Monitor) publishEvent(ctx context.Context, ev event, inputSeq uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
+	defer cancel()
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encoding ledger event: %w", err)
+	}
+	msg := &nats.Msg{Subject: ledgerSubject(m.subjects, ev.Kind, ev.Source), Data: b}
+	if _, err := m.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.msgID(inputSeq)), jetstream.WithExpectStream(m.cfg.Ledger.Stream)); err != nil {
+		return fmt.Errorf("publishing %s event to the ledger: %w", ev.Kind, err)
+	}
+	return nil
+}
