@@ -76,7 +76,7 @@ func TestLoadDefaults(t *testing.T) {
 	cfg := mustLoad(t, LoadOptions{})
 	want := Default()
 	// The development section of environments.yml is the only difference.
-	want.Log.Level = "debug"
+	want.Log.Level = "info"
 	want.sources = map[string]string{}
 	cfg.sources = map[string]string{}
 	if !reflect.DeepEqual(*cfg, want) {
@@ -133,7 +133,7 @@ func TestPrecedenceEnvironmentSection(t *testing.T) {
 		want       string
 		wantSource string
 	}{
-		{name: "development section over defaults", env: Development, want: "debug", wantSource: "environments.yml (development)"},
+		{name: "development section over defaults", env: Development, want: "info", wantSource: "environments.yml (development)"},
 		{name: "staging section", env: Staging, want: "info", wantSource: "environments.yml (staging)"},
 		{name: "file over section", env: Development, file: "log:\n  level: warn\n", want: "warn", wantSource: "file "},
 	}
@@ -488,7 +488,7 @@ func TestEmbeddedEnvironments(t *testing.T) {
 		format     string
 		level      string
 	}{
-		{Development, false, "text", "debug"},
+		{Development, false, "text", "info"},
 		{Staging, true, "json", "info"},
 		{Production, true, "json", "info"},
 	}

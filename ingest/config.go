@@ -87,7 +87,7 @@ func DefaultConfig() Config {
 		Format:           FormatAuto,
 		Rate:             0,
 		Repeat:           1,
-		Outcomes:         true,
+		Outcomes:         false,
 		LabelDelay:       5 * time.Second,
 		ZeroMeansMissing: true,
 		MaxInFlight:      1000,

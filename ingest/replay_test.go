@@ -51,6 +51,7 @@ type wireRecord struct {
 
 func fastConfig() Config {
 	cfg := DefaultConfig()
+	cfg.Outcomes = true
 	cfg.LabelDelay = 0
 	cfg.ProgressInterval = 100 * time.Millisecond
 	return cfg

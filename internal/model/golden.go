@@ -47,7 +47,7 @@ func (m *Model) CheckGolden(fsys fs.FS, dir string) (ParityReport, error) {
 	rep := ParityReport{File: name, Tolerance: ParityTolerance}
 	data, err := readLimited(fsys, name, maxGoldenBytes)
 	if err != nil {
-		return rep, fmt.Errorf("%w: reading %s: %v", ErrGolden, name, err)
+		return rep, fmt.Errorf("%w: reading %s: %w", ErrGolden, name, err)
 	}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = NumFeatures + 1

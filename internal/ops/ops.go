@@ -26,6 +26,8 @@ type Check func() error
 type Config struct {
 	// Listen is host:port; port 0 picks a free one.
 	Listen string `koanf:"listen"`
+	// ReadHeaderTimeout bounds how long a client may take to send headers.
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
 	// ShutdownTimeout bounds the graceful shutdown of open requests.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 }
@@ -141,7 +143,11 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	rht := s.cfg.ReadHeaderTimeout
+	if rht <= 0 {
+		rht = 5 * time.Second
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: rht}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.ln) }()
 	select {
