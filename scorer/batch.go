@@ -1,0 +1,345 @@
+package scorer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// batch is a group of records decoded, scored and published together, then
+// settled (acked, NAKed or terminated) together by the acker.
+type batch struct {
+	items     []item
+	rows      [][schemas.NumFeatures]float64 // BatchModel input
+	probs     []float64
+	idx       []int // items scored through the BatchModel
+	published time.Time
+}
+
+var errAborted = errors.New("shutdown timeout: not awaited")
+
+func (s *Scorer) getBatch() *batch {
+	if b, ok := s.batches.Get().(*batch); ok {
+		return b
+	}
+	return &batch{items: make([]item, 0, s.cfg.BatchSize)}
+}
+
+func (s *Scorer) putBatch(b *batch) {
+	clear(b.items) // drop message and payload references
+	b.items = b.items[:0]
+	s.batches.Put(b)
+}
+
+// work builds batches from in (one blocking receive, then whatever is
+// already buffered, up to BatchSize), processes them and hands them to the
+// acker. It returns once intake is done and in is empty.
+func (s *Scorer) work(in <-chan jetstream.Msg, intakeDone <-chan struct{}, ackq chan<- *batch) {
+	for {
+		var first jetstream.Msg
+		select {
+		case first = <-in:
+		case <-intakeDone:
+			select {
+			case first = <-in:
+			default:
+				return
+			}
+		}
+		b := s.getBatch()
+		b.items = append(b.items, item{msg: first})
+	fill:
+		for len(b.items) < s.cfg.BatchSize {
+			select {
+			case m := <-in:
+				b.items = append(b.items, item{msg: m})
+			default:
+				break fill
+			}
+		}
+		s.process(b)
+		ackq <- b
+	}
+}
+
+// process decodes, scores and publishes every record of b.
+func (s *Scorer) process(b *batch) {
+	n := len(b.items)
+	s.received.Add(uint64(n))
+	s.m.received.Add(float64(n))
+	s.m.inflight.Add(float64(n))
+	s.m.batchSize.Observe(float64(n))
+
+	for i := range b.items {
+		it := &b.items[i]
+		it.verdict = verdictPredict
+		it.subject = it.msg.Subject()
+		it.data = it.msg.Data()
+		if md, err := it.msg.Metadata(); err == nil {
+			it.seq = md.Sequence.Stream
+			it.deliveries = md.NumDelivered
+			it.storedAt = md.Timestamp
+		} else {
+			// Not a JetStream delivery; it cannot be acked either way. Keep
+			// going so it is accounted for as a dead letter.
+			it.deliveries = 1
+			it.storedAt = s.now()
+		}
+		if it.deliveries > 1 {
+			s.m.redeliveries.Inc()
+		}
+		s.decode(it)
+		if it.verdict == verdictPredict && it.deliveries > uint64(s.cfg.MaxDeliver) {
+			// Only possible when the last allowed delivery neither stored a
+			// prediction nor a dead letter (publish failed, scorer killed).
+			it.deadLetter(schemas.StageScore, schemas.Problem{Problem: fmt.Sprintf(
+				"not scored after %d deliveries (max_deliver %d): earlier attempts failed or timed out", it.deliveries, s.cfg.MaxDeliver)})
+		}
+	}
+
+	s.score(b)
+
+	for i := range b.items {
+		it := &b.items[i]
+		if it.verdict == verdictRetry {
+			continue
+		}
+		msg, err := s.outMsg(it)
+		if err != nil {
+			s.scoringFailed(it, err.Error())
+			if it.verdict == verdictRetry {
+				continue
+			}
+			if msg, err = s.outMsg(it); err != nil { // the dead letter itself cannot fail to encode
+				it.pubErr = err
+				continue
+			}
+		}
+		it.fut, it.pubErr = s.pub.PublishMsgAsync(msg)
+	}
+	b.published = time.Now()
+}
+
+// score predicts every record of b still headed for a prediction, through
+// the BatchModel when there is one.
+func (s *Scorer) score(b *batch) {
+	b.idx = b.idx[:0]
+	for i := range b.items {
+		if b.items[i].verdict == verdictPredict {
+			b.idx = append(b.idx, i)
+		}
+	}
+	if len(b.idx) == 0 {
+		return
+	}
+	batched := false
+	if s.batch != nil && len(b.idx) > 1 {
+		b.rows = b.rows[:0]
+		for _, i := range b.idx {
+			b.rows = append(b.rows, [schemas.NumFeatures]float64(b.items[i].rec.Features))
+		}
+		if cap(b.probs) < len(b.idx) {
+			b.probs = make([]float64, len(b.idx))
+		}
+		b.probs = b.probs[:len(b.idx)]
+		if err := predictBatch(s.batch, b.rows, b.probs); err == nil {
+			for k, i := range b.idx {
+				b.items[i].prob = b.probs[k]
+			}
+			batched = true
+		} else {
+			// Not attributable to a record: score them one by one.
+			s.errLog.failed("batch prediction", err)
+		}
+	}
+	if !batched {
+		for _, i := range b.idx {
+			it := &b.items[i]
+			p, err := predictOne(s.model, &it.rec.Features)
+			if err != nil {
+				// A panic: bad input for this model. Retrying cannot help.
+				s.m.panics.Inc()
+				s.log.Error("model panicked; record dead-lettered", "stream_seq", it.seq, "err_kind", "panic")
+				it.deadLetter(schemas.StageScore, schemas.Problem{Problem: err.Error()})
+				continue
+			}
+			it.prob = p
+		}
+	}
+	scored := s.now()
+	for _, i := range b.idx {
+		it := &b.items[i]
+		if it.verdict != verdictPredict {
+			continue
+		}
+		it.scored = scored
+		if !validProbability(it.prob) {
+			s.scoringFailed(it, fmt.Sprintf("model returned probability %v (want a number in [0, 1])", it.prob))
+		}
+	}
+}
+
+// acker settles each batch in turn once its publish acks are in.
+func (s *Scorer) acker(ackq <-chan *batch, abort <-chan struct{}) {
+	var again []*item
+	for b := range ackq {
+		if s.opts.beforeSettle != nil {
+			s.opts.beforeSettle(len(b.items))
+		}
+		deadline, stop := closeAfter(time.Until(b.published.Add(s.cfg.PublishTimeout + 2*time.Second)))
+		again = again[:0]
+		for i := range b.items {
+			if s.settle(&b.items[i], deadline, abort) {
+				again = append(again, &b.items[i])
+			}
+		}
+		stop()
+		if len(again) > 0 {
+			// Predictions that failed on the last allowed delivery: their
+			// dead letters.
+			for _, it := range again {
+				msg, err := s.outMsg(it)
+				if err != nil {
+					it.pubErr = err
+					continue
+				}
+				it.fut, it.pubErr = s.pub.PublishMsgAsync(msg)
+			}
+			deadline, stop := closeAfter(s.cfg.PublishTimeout + 2*time.Second)
+			for _, it := range again {
+				s.settle(it, deadline, abort)
+			}
+			stop()
+		}
+		s.putBatch(b)
+	}
+}
+
+// settle acks, NAKs or terminates one record according to its verdict and
+// its publish ack. It returns true when the record became a dead letter that
+// still has to be published (its prediction failed on the last delivery).
+func (s *Scorer) settle(it *item, deadline <-chan struct{}, abort <-chan struct{}) (again bool) {
+	if it.verdict == verdictRetry {
+		s.nak(it, s.backoff(it.deliveries))
+		s.retried.Add(1)
+		s.m.retried.Inc()
+		s.m.inflight.Dec()
+		return false
+	}
+	ack, err := awaitAck(it, deadline, abort)
+	if err != nil {
+		if errors.Is(err, errAborted) {
+			s.nak(it, 0) // redeliver now, to another scorer
+			s.m.inflight.Dec()
+			return false
+		}
+		s.m.publishFailures[it.kind].Inc()
+		s.errLog.failed("publishing "+it.kind, err)
+		if it.verdict == verdictPredict && it.deliveries >= uint64(s.cfg.MaxDeliver) {
+			it.deadLetter(schemas.StageScore, schemas.Problem{Problem: fmt.Sprintf(
+				"publishing the prediction failed on delivery %d of max_deliver %d: %v", it.deliveries, s.cfg.MaxDeliver, err)})
+			it.fut, it.pubErr = nil, nil
+			return true
+		}
+		// A failed dead-letter publish is retried with no limit (the server
+		// does not enforce max_deliver), so the record cannot vanish.
+		s.nak(it, s.backoff(it.deliveries))
+		s.retried.Add(1)
+		s.m.retried.Inc()
+		s.m.inflight.Dec()
+		return false
+	}
+	s.errLog.ok("publishing " + it.kind)
+	switch it.verdict {
+	case verdictPredict:
+		if ack.Duplicate {
+			s.duplicates.Add(1)
+			s.m.duplicates.Inc()
+		} else {
+			s.m.published.Inc()
+		}
+		if err := it.msg.Ack(); err != nil {
+			s.errLog.failed("acking", err)
+		} else {
+			s.scored.Add(1)
+			s.m.scored.Inc()
+			s.m.latency.Observe(max(it.scored.Sub(it.storedAt), 0).Seconds())
+		}
+	case verdictDeadLetter:
+		if err := it.msg.TermWithReason("dead-lettered at stage " + string(it.stage)); err != nil {
+			s.errLog.failed("terminating", err)
+		} else {
+			s.deadLettered.Add(1)
+			s.m.deadLettered[it.stage].Inc()
+			s.log.Debug("record dead-lettered", "stream_seq", it.seq, "stage", it.stage,
+				"fields", problemFields(it.reasons), "deliveries", it.deliveries)
+		}
+	}
+	s.m.inflight.Dec()
+	return false
+}
+
+func (s *Scorer) nak(it *item, delay time.Duration) {
+	var err error
+	if delay > 0 {
+		err = it.msg.NakWithDelay(delay)
+	} else {
+		err = it.msg.Nak()
+	}
+	if err != nil {
+		s.errLog.failed("naking", err)
+	}
+}
+
+// awaitAck waits for it's publish ack.
+func awaitAck(it *item, deadline <-chan struct{}, abort <-chan struct{}) (*jetstream.PubAck, error) {
+	if it.pubErr != nil {
+		return nil, it.pubErr
+	}
+	if it.fut == nil {
+		return nil, errors.New("nothing published")
+	}
+	select {
+	case a := <-it.fut.Ok():
+		return a, nil
+	case err := <-it.fut.Err():
+		return nil, err
+	case <-deadline:
+		// Only if the library's own timeout did not fire.
+		select {
+		case a := <-it.fut.Ok():
+			return a, nil
+		case err := <-it.fut.Err():
+			return nil, err
+		default:
+			return nil, jetstream.ErrAsyncPublishTimeout
+		}
+	case <-abort:
+		return nil, errAborted
+	}
+}
+
+// problemFields lists the fields named by reasons: safe to log, unlike the
+// problems themselves, which may quote patient values.
+func problemFields(ps []schemas.Problem) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		f := p.Field
+		if f == "" {
+			f = "(payload)"
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// closeAfter returns a channel closed after d, and a func to release it.
+func closeAfter(d time.Duration) (<-chan struct{}, func() bool) {
+	ch := make(chan struct{})
+	t := time.AfterFunc(d, func() { close(ch) })
+	return ch, t.Stop
+}

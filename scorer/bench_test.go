@@ -1,0 +1,145 @@
+package scorer
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cardiostream/cardiostream/internal/natstest"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// offlineScorer is a Scorer with no NATS behind it, for the per-record path.
+func offlineScorer(tb testing.TB, m Model) *Scorer {
+	tb.Helper()
+	mt, err := newMetrics(nil, m.Ref())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &Scorer{cfg: DefaultConfig(), subjects: schemas.NewSubjects(""), model: m, ref: m.Ref(),
+		threshold: m.Threshold(), m: mt, now: time.Now}
+}
+
+// BenchmarkRecordHotPath is the per-record work between delivery and
+// publish: decode and validate, features, predict (fake model), encode.
+func BenchmarkRecordHotPath(b *testing.B) {
+	s := offlineScorer(b, fakeModel{})
+	payload := recordJSON("r-123456", 7)
+	stored := time.Now()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		it := item{subject: "cardio.records.cleveland", data: payload, seq: 42, deliveries: 1, storedAt: stored, verdict: verdictPredict}
+		s.decode(&it)
+		if it.verdict != verdictPredict {
+			b.Fatal("record rejected")
+		}
+		p, err := predictOne(s.model, &it.rec.Features)
+		if err != nil || !validProbability(p) {
+			b.Fatal(p, err)
+		}
+		it.prob, it.scored = p, s.now()
+		if _, err := s.outMsg(&it); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDeadLetterPath is the same for an invalid record.
+func BenchmarkDeadLetterPath(b *testing.B) {
+	s := offlineScorer(b, fakeModel{})
+	payload := []byte(`{"id":"r-1","features":{"age":50,"sex":7,"cp":9}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		it := item{subject: "cardio.records.cleveland", data: payload, seq: 42, deliveries: 1, storedAt: time.Now(), verdict: verdictPredict}
+		s.decode(&it)
+		if it.verdict != verdictDeadLetter {
+			b.Fatal("record accepted")
+		}
+		if _, err := s.outMsg(&it); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEndToEnd measures records/s through one scorer process on an
+// embedded server over loopback (publish of the records not timed), for
+// workers 1 and 2. Numbers are reported, never asserted.
+func BenchmarkEndToEnd(b *testing.B) {
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			const n = 20000
+			cfg := DefaultConfig()
+			cfg.Workers = workers
+			var total time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				e := newEnv(b) // a fresh server: every record is new
+				e.publishRecords(b, "bench", "r", n)
+				b.StartTimer()
+				start := time.Now()
+				r := e.start(b, cfg, batchFake{})
+				natstest.Eventually(b, 60*time.Second, func() error {
+					if r.s.Stats().Scored < n {
+						return errNotYet
+					}
+					return nil
+				})
+				total += time.Since(start)
+				b.StopTimer()
+				_ = r.stop(b)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(n*b.N)/total.Seconds(), "records/s")
+		})
+	}
+}
+
+func FuzzDecodeAndEncode(f *testing.F) {
+	for _, seed := range [][]byte{
+		recordJSON("r-1", 1), []byte(`{"id":"x"}`), []byte("not json"), []byte(`{"id":"a\nb","features":{"cp":9}}`), {},
+	} {
+		f.Add("cardio.records.src", seed)
+	}
+	f.Add("cardio.records.a.b", []byte(`{}`))
+	f.Add("other.subject", recordJSON("r-2", 2))
+	s := offlineScorer(f, fakeModel{})
+	f.Fuzz(func(t *testing.T, subject string, payload []byte) {
+		it := item{subject: subject, data: payload, seq: 1, deliveries: 1, storedAt: time.Now(), verdict: verdictPredict}
+		s.decode(&it)
+		switch it.verdict {
+		case verdictPredict:
+			if !schemas.ValidToken(it.source) || it.rec.ID == "" {
+				t.Fatalf("accepted source %q id %q", it.source, it.rec.ID)
+			}
+			p, err := predictOne(s.model, &it.rec.Features)
+			if err != nil {
+				t.Fatal(err)
+			}
+			it.prob, it.scored = p, time.Now()
+		case verdictDeadLetter:
+			if len(it.reasons) == 0 || it.stage == "" {
+				t.Fatalf("dead letter without stage or reasons: %+v", it)
+			}
+		default:
+			t.Fatalf("verdict %d after decode", it.verdict)
+		}
+		msg, err := s.outMsg(&it)
+		if err != nil {
+			if it.verdict == verdictPredict {
+				return // e.g. NaN from the fake model on odd features: a scoring failure
+			}
+			t.Fatalf("encoding dead letter: %v", err)
+		}
+		if it.verdict == verdictDeadLetter {
+			var d schemas.DeadLetter
+			if err := json.Unmarshal(msg.Data, &d); err != nil {
+				t.Fatalf("dead letter does not round-trip: %v", err)
+			}
+			if d.PayloadSize != len(payload) || d.StreamSequence != 1 {
+				t.Fatalf("dead letter %+v", d)
+			}
+		}
+	})
+}

@@ -1,0 +1,66 @@
+// Package scorer owns the scoring worker: it reads patient records from the
+// durable pull consumer shared by every scorer process (internal/streams.
+// ConsumerScorer on RECORDS, <prefix>.records.>), decodes and validates each
+// one (schemas.DecodeRecord), scores valid ones with a Model and publishes a
+// schemas.Prediction on <prefix>.predictions.<source>, or a schemas.DeadLetter
+// on <prefix>.deadletter.<source> (<prefix>.deadletter._invalid when the
+// record's subject has no valid source token).
+//
+// # Delivery guarantees
+//
+// Every record ends as exactly one stored prediction or one stored dead
+// letter. The ack follows from the outcome (see settle in batch.go):
+//   - valid and scored: the prediction is published with Nats-Msg-Id
+//     "<source>/<record id>" and the record is acked only after the publish
+//     ack; a duplicate publish ack (a redelivery whose prediction was already
+//     stored) counts as stored. PREDICTIONS' duplicate window must cover
+//     Config.RedeliveryHorizon (AckWait × MaxDeliver); Run warns when it does
+//     not.
+//   - invalid (decode or validate stage, or a bad subject): the dead letter
+//     (Nats-Msg-Id "dl/<stream sequence>") is published, then the record is
+//     terminated.
+//   - transient failure (the model returned NaN, Inf or a value outside
+//     [0, 1]; the prediction publish failed or timed out): NakWithDelay with
+//     NakDelay doubled per delivery, capped at AckWait. On delivery
+//     MaxDeliver the failure is dead-lettered instead (stage "score", the
+//     reason names what failed and the delivery count).
+//   - a panic while decoding or scoring is recovered and dead-lettered at
+//     once ("internal error: ..."): retrying the same input cannot help.
+//
+// The consumer is created with MaxDeliver -1 and the scorer enforces
+// Config.MaxDeliver itself, so a record whose last delivery could not be
+// dead-lettered (DEADLETTER down, scorer killed) is redelivered until its
+// dead letter is stored instead of being dropped by the server.
+//
+// A prediction's label is 1 when probability >= the model's threshold, else
+// 0. received_at is the time RECORDS stored the record; latency_ms is
+// scored_at − received_at (clamped at 0 against clock skew).
+//
+// # Batches
+//
+// The consumer is read with Consume (PullMaxMessages = BatchSize, pull
+// expiry PullExpiry with heartbeats). Worker goroutines take one record, then
+// whatever is already buffered up to BatchSize, decode and score them (through
+// BatchModel when the model implements it) and PublishAsync every output; a
+// single acker goroutine waits for the publish acks of each batch in turn and
+// acks, NAKs or terminates its records. Publishing the next batch overlaps
+// with waiting for the previous one's acks.
+//
+// # JetStream options
+//
+// cmd passes its jetstream.JetStream and needs to set nothing special on it:
+// it is used for the consumer only. The scorer publishes through its own
+// JetStream context on js.Conn() (same API prefix or domain) with
+// WithPublishAsyncMaxPending(MaxAckPending + BatchSize) and
+// WithPublishAsyncTimeout(PublishTimeout), so a lost publish ack resolves and
+// the publish acks it waits for on shutdown are only its own. Use a loopback
+// TCP connection, not the in-process one (see /work/shared/notes/jetstream.md).
+//
+// Nothing here logs patient features, payloads or problem texts (which may
+// quote values): dead letters are logged by stream sequence, stage and field
+// names only.
+//
+// This package imports schemas and internal/streams only. It must not import
+// ingest, monitor, config, internal/model or cmd: the model arrives as the
+// Model interface.
+package scorer

@@ -1,0 +1,253 @@
+package scorer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// InvalidSource is the source token of the dead-letter subject used for a
+// record whose own subject has no valid source token
+// (<prefix>.deadletter._invalid).
+const InvalidSource = "_invalid"
+
+// verdict is what happens to a record after decoding and scoring; the ack
+// decision follows from it and from the publish ack (see settle).
+type verdict uint8
+
+const (
+	verdictPredict    verdict = iota // publish the prediction, then Ack
+	verdictDeadLetter                // publish a dead letter, then Term
+	verdictRetry                     // transient failure: NakWithDelay
+)
+
+// item is one delivered record on its way through a batch.
+type item struct {
+	msg        jetstream.Msg
+	subject    string
+	data       []byte
+	seq        uint64    // stream sequence in RECORDS
+	deliveries uint64    // delivery count, 1 on first delivery
+	storedAt   time.Time // when RECORDS stored the record
+
+	source  string // the subject's source token, or InvalidSource
+	rec     schemas.Record
+	verdict verdict
+	stage   schemas.Stage     // verdictDeadLetter
+	reasons []schemas.Problem // verdictDeadLetter
+	failure string            // verdictRetry: what failed, for the final dead letter
+	prob    float64
+	scored  time.Time
+
+	kind   string // kindPrediction or kindDeadLetter once published
+	fut    jetstream.PubAckFuture
+	pubErr error
+}
+
+func (it *item) deadLetter(stage schemas.Stage, reasons ...schemas.Problem) {
+	it.verdict = verdictDeadLetter
+	it.stage = stage
+	it.reasons = reasons
+}
+
+// decode fills it.source and it.rec, or turns it into a dead letter. Every
+// problem found is reported, the subject's included.
+func (s *Scorer) decode(it *item) {
+	var reasons []schemas.Problem
+	src, ok := s.subjects.SourceOf("records", it.subject)
+	if ok {
+		it.source = src
+	} else {
+		it.source = InvalidSource
+		reasons = append(reasons, schemas.Problem{Field: "subject", Problem: fmt.Sprintf(
+			"subject %q is not %s.records.<source> with a source of 1-64 letters, digits, '_' or '-'", it.subject, s.subjects.Prefix)})
+	}
+	rec, err := decodeRecord(it.data)
+	it.rec = rec
+	if err != nil {
+		stage := schemas.StageDecode
+		var ve *schemas.ValidationError
+		if errors.As(err, &ve) {
+			stage = ve.Stage
+			reasons = append(reasons, ve.Problems...)
+		} else {
+			reasons = append(reasons, schemas.Problem{Problem: err.Error()})
+		}
+		if stage == "" {
+			stage = schemas.StageDecode
+		}
+		if errors.Is(err, errPanic) {
+			s.m.panics.Inc()
+		}
+		it.deadLetter(stage, reasons...)
+		return
+	}
+	// The id names the prediction and deduplicates redeliveries, so the
+	// scorer insists on it whatever the schema validator allows.
+	if p, ok := checkRecordID(rec.ID); !ok {
+		reasons = append(reasons, p)
+	}
+	if len(reasons) > 0 {
+		it.deadLetter(schemas.StageValidate, reasons...)
+	}
+}
+
+var errPanic = errors.New("internal error")
+
+// decodeRecord is schemas.DecodeRecord made safe: a panic in the decoder is
+// an error for this record, not the end of the process.
+func decodeRecord(data []byte) (rec schemas.Record, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: decoder panicked: %s", errPanic, panicText(v))
+		}
+	}()
+	return schemas.DecodeRecord(data)
+}
+
+func checkRecordID(id string) (schemas.Problem, bool) {
+	if id == "" {
+		return schemas.Problem{Field: "id", Problem: "missing: every record needs an id (it names the prediction and deduplicates redeliveries)"}, false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c == 0x7f {
+			return schemas.Problem{Field: "id", Problem: "contains control characters"}, false
+		}
+	}
+	return schemas.Problem{}, true
+}
+
+// panicText renders a recovered value for a dead letter, bounded.
+func panicText(v any) string {
+	s := fmt.Sprint(v)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// predictOne scores one record, turning a panic into an error.
+func predictOne(m Model, f *schemas.Features) (p float64, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: model panicked: %s", errPanic, panicText(v))
+		}
+	}()
+	return m.Predict((*[schemas.NumFeatures]float64)(f)), nil
+}
+
+// predictBatch runs a BatchModel, turning a panic into an error.
+func predictBatch(m BatchModel, rows [][schemas.NumFeatures]float64, out []float64) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: model panicked: %s", errPanic, panicText(v))
+		}
+	}()
+	return m.PredictBatch(rows, out)
+}
+
+func validProbability(p float64) bool { return p >= 0 && p <= 1 } // false for NaN
+
+// scoringFailed records a failed scoring attempt: retried while deliveries
+// remain, dead-lettered (stage score) on the last one.
+func (s *Scorer) scoringFailed(it *item, what string) {
+	if it.deliveries >= uint64(s.cfg.MaxDeliver) {
+		it.deadLetter(schemas.StageScore, schemas.Problem{Problem: fmt.Sprintf(
+			"%s on delivery %d of max_deliver %d", what, it.deliveries, s.cfg.MaxDeliver)})
+		return
+	}
+	it.verdict = verdictRetry
+	it.failure = what
+}
+
+// prediction builds the prediction of a scored record.
+func (s *Scorer) prediction(it *item) schemas.Prediction {
+	label := 0
+	if it.prob >= s.threshold {
+		label = 1
+	}
+	return schemas.Prediction{
+		SchemaVersion: schemas.Version,
+		RecordID:      it.rec.ID,
+		Source:        it.source,
+		PatientRef:    it.rec.PatientRef,
+		Probability:   it.prob,
+		Label:         label,
+		Threshold:     s.threshold,
+		Model:         s.ref,
+		ReceivedAt:    it.storedAt,
+		ScoredAt:      it.scored,
+		LatencyMS:     float64(max(it.scored.Sub(it.storedAt), 0)) / float64(time.Millisecond),
+		Deliveries:    it.deliveries,
+	}
+}
+
+func encodePrediction(p *schemas.Prediction) ([]byte, error) {
+	return p.AppendJSON(make([]byte, 0, 384))
+}
+
+// deadLetterMsg builds the dead letter of it.
+func (s *Scorer) deadLetterMsg(it *item, now time.Time) schemas.DeadLetter {
+	payload := it.data
+	truncated := false
+	if len(payload) > schemas.MaxDeadLetterPayload {
+		payload = payload[:schemas.MaxDeadLetterPayload]
+		truncated = true
+	}
+	sum := sha256.Sum256(it.data)
+	return schemas.DeadLetter{
+		SchemaVersion:    schemas.Version,
+		Subject:          it.subject,
+		Source:           it.source,
+		RecordID:         it.rec.ID,
+		Stage:            it.stage,
+		Reasons:          it.reasons,
+		Payload:          payload,
+		PayloadSize:      len(it.data),
+		PayloadSHA256:    hex.EncodeToString(sum[:]),
+		PayloadTruncated: truncated,
+		StreamSequence:   it.seq,
+		Deliveries:       it.deliveries,
+		ReceivedAt:       it.storedAt,
+		DeadLetteredAt:   now,
+	}
+}
+
+// outMsg is the NATS message published for it: its prediction or its dead
+// letter, with the message id that makes a redelivery's publish a duplicate.
+func (s *Scorer) outMsg(it *item) (*nats.Msg, error) {
+	var (
+		subject, id string
+		data        []byte
+		err         error
+	)
+	switch it.verdict {
+	case verdictPredict:
+		p := s.prediction(it)
+		data, err = encodePrediction(&p)
+		subject = s.subjects.Predictions(it.source)
+		id = it.source + "/" + it.rec.ID
+		it.kind = kindPrediction
+	case verdictDeadLetter:
+		dl := s.deadLetterMsg(it, s.now())
+		data, err = json.Marshal(&dl)
+		subject = s.subjects.DeadLetter(it.source)
+		id = "dl/" + strconv.FormatUint(it.seq, 10)
+		it.kind = kindDeadLetter
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", it.kind, err)
+	}
+	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}, nil
+}

@@ -1,0 +1,255 @@
+package scorer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// Option changes an optional behaviour of New.
+type Option func(*options)
+
+type options struct {
+	now func() time.Time
+	// beforeSettle, when set, is called by the acker with every batch after
+	// its publishes were sent and before their acks are awaited; tests use
+	// it to hold a batch in flight.
+	beforeSettle func(n int)
+}
+
+// WithClock sets the clock used for scored_at, latency and dead_lettered_at.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// Stats counts what this process did since New.
+type Stats struct {
+	Received     uint64 // deliveries received, redeliveries included
+	Scored       uint64 // records acked after their prediction was stored
+	DeadLettered uint64 // records terminated after their dead letter was stored
+	Retried      uint64 // NAKs with delay after a transient failure
+	Duplicates   uint64 // predictions the stream had already stored (redeliveries)
+}
+
+// Scorer scores records from the shared durable consumer. Create it with New
+// and call Run once.
+type Scorer struct {
+	cfg       Config
+	js        jetstream.JetStream // consumer management and consumption (cmd's)
+	pub       jetstream.JetStream // publishing: our own context, see doc.go
+	subjects  schemas.Subjects
+	model     Model
+	batch     BatchModel // nil when model does not implement it
+	ref       schemas.ModelRef
+	threshold float64
+	m         *metrics
+	log       *slog.Logger
+	now       func() time.Time
+	opts      options
+
+	started atomic.Bool
+	state   atomic.Pointer[string] // nil while consuming, else why not ready
+
+	received, scored, deadLettered, retried, duplicates atomic.Uint64
+
+	errLog  changeLogger
+	batches sync.Pool // *batch
+}
+
+// New checks its arguments and returns a Scorer. It creates its own
+// JetStream publishing context on js.Conn() (see doc.go) and registers the
+// metrics on reg (nil: not registered).
+func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, model Model, reg prometheus.Registerer, log *slog.Logger, opts ...Option) (*Scorer, error) {
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := subjects.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if js == nil || js.Conn() == nil {
+		errs = append(errs, errors.New("js: a JetStream on a connection is required"))
+	}
+	if model == nil {
+		errs = append(errs, errors.New("model: required"))
+	} else if t := model.Threshold(); !(t > 0 && t < 1) {
+		errs = append(errs, fmt.Errorf("model threshold: %v is out of range (0, 1)", t))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	pub, err := newPublisher(js, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the publishing context: %w", err)
+	}
+	ref := model.Ref()
+	m, err := newMetrics(reg, ref)
+	if err != nil {
+		return nil, err
+	}
+	s := &Scorer{
+		cfg: cfg, js: js, pub: pub, subjects: subjects, model: model, ref: ref,
+		threshold: model.Threshold(), m: m, now: o.now, opts: o,
+		log: log.With("component", "scorer", "consumer", cfg.Consumer),
+	}
+	s.batch, _ = model.(BatchModel)
+	s.errLog.log = s.log
+	s.setNotReady("not started")
+	return s, nil
+}
+
+// newPublisher returns a JetStream context on js's connection, with js's API
+// prefix or domain, whose async publishes are bounded and time out.
+func newPublisher(js jetstream.JetStream, cfg Config) (jetstream.JetStream, error) {
+	o := js.Options()
+	// Every record in this process has at most one publish outstanding, and
+	// at most MaxAckPending records are delivered unacked.
+	jsOpts := []jetstream.JetStreamOpt{
+		jetstream.WithPublishAsyncMaxPending(cfg.MaxAckPending + cfg.BatchSize),
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+	}
+	if o.DefaultTimeout > 0 {
+		jsOpts = append(jsOpts, jetstream.WithDefaultTimeout(o.DefaultTimeout))
+	}
+	if o.ClientTrace != nil {
+		jsOpts = append(jsOpts, jetstream.WithClientTrace(o.ClientTrace))
+	}
+	switch {
+	case o.Domain != "":
+		return jetstream.NewWithDomain(js.Conn(), o.Domain, jsOpts...)
+	case o.APIPrefix != "":
+		return jetstream.NewWithAPIPrefix(js.Conn(), o.APIPrefix, jsOpts...)
+	default:
+		return jetstream.New(js.Conn(), jsOpts...)
+	}
+}
+
+// Ready returns nil while the consumer exists and the scorer is consuming.
+func (s *Scorer) Ready() error {
+	if why := s.state.Load(); why != nil {
+		return fmt.Errorf("%w: %s", ErrNotReady, *why)
+	}
+	return nil
+}
+
+func (s *Scorer) setReady()              { s.state.Store(nil) }
+func (s *Scorer) setNotReady(why string) { s.state.Store(&why) }
+
+// Stats returns this process's counters.
+func (s *Scorer) Stats() Stats {
+	return Stats{
+		Received:     s.received.Load(),
+		Scored:       s.scored.Load(),
+		DeadLettered: s.deadLettered.Load(),
+		Retried:      s.retried.Load(),
+		Duplicates:   s.duplicates.Load(),
+	}
+}
+
+// ConsumerConfig is the durable consumer every scorer creates or updates.
+//
+// MaxDeliver on the server is unlimited on purpose: the scorer enforces
+// Config.MaxDeliver itself by dead-lettering a record on its last allowed
+// delivery. A server-side limit would silently drop a record whose last
+// delivery could not be dead-lettered (DEADLETTER unavailable, scorer
+// killed); this way it is redelivered until its dead letter is stored.
+func (s *Scorer) ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       s.cfg.Consumer,
+		Description:   "cardiostream scorers: records to predictions (max_deliver enforced by the scorer)",
+		FilterSubject: s.subjects.AllRecords(),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: s.cfg.MaxAckPending,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+		// Replicas 0: inherit the stream's.
+	}
+}
+
+// backoff is the NAK delay after a failure on delivery n: NakDelay doubled
+// per delivery, capped at AckWait, with ±10% jitter so records that failed
+// together do not return together.
+func (s *Scorer) backoff(n uint64) time.Duration {
+	d := s.cfg.NakDelay
+	for i := uint64(1); i < n && d < s.cfg.AckWait; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.AckWait)
+	if d <= 0 {
+		return 0
+	}
+	j := time.Duration(float64(d) * 0.1 * (2*rand.Float64() - 1))
+	return d + j
+}
+
+// changeLogger logs an error for a key only when it differs from the last
+// one logged for that key, and logs the recovery once.
+type changeLogger struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	last map[string]string
+}
+
+func (c *changeLogger) failed(key string, err error, attrs ...any) {
+	msg := err.Error()
+	c.mu.Lock()
+	if c.last == nil {
+		c.last = make(map[string]string)
+	}
+	same := c.last[key] == msg
+	c.last[key] = msg
+	c.mu.Unlock()
+	if !same {
+		c.log.Warn(key+" failed", append([]any{"err", err}, attrs...)...)
+	}
+}
+
+func (c *changeLogger) ok(key string) {
+	c.mu.Lock()
+	_, was := c.last[key]
+	delete(c.last, key)
+	c.mu.Unlock()
+	if was {
+		c.log.Info(key + " recovered")
+	}
+}
+
+// checkDuplicateWindow warns when PREDICTIONS forgets message ids sooner
+// than a record can be redelivered.
+func (s *Scorer) checkDuplicateWindow(ctx context.Context) {
+	st, err := s.js.Stream(ctx, schemas.StreamPredictions)
+	if err != nil {
+		s.log.Warn("cannot read the PREDICTIONS stream to check its duplicate window", "err", err)
+		return
+	}
+	info := st.CachedInfo()
+	if h := s.cfg.RedeliveryHorizon(); info.Config.Duplicates < h {
+		s.log.Warn("PREDICTIONS duplicate window is shorter than the redelivery horizon: a late redelivery can store a second prediction",
+			"duplicate_window", info.Config.Duplicates, "redelivery_horizon", h)
+	}
+}
+
+// withBeforeSettle is a test hook: f runs in the acker before each batch's
+// publish acks are awaited.
+func withBeforeSettle(f func(n int)) Option {
+	return func(o *options) { o.beforeSettle = f }
+}
