@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/config"
+	"github.com/cardiostream/cardiostream/internal/streams"
+)
+
+// defaultClientURL is where role processes look for NATS when none is
+// configured: the address a standalone process listens on.
+const defaultClientURL = "nats://127.0.0.1:4222"
+
+// connectNATS connects to url and waits until the connection is up. A server
+// that is not reachable yet is retried with backoff until ctx ends, so
+// processes can start in any order.
+func connectNATS(ctx context.Context, cfg *config.Config, url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	log = log.With("component", "nats", "url", url)
+	// Name, timeouts, reconnects, and for an external server its token,
+	// credentials and TLS come from the configuration.
+	opts := append(cfg.NATS.ClientOptions(),
+		nats.Name(name),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("NATS async error", "subject", subject, "err", err)
+		}),
+	)
+	opts = append(opts, extra...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+	}
+	if err := waitConnected(ctx, nc, log); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+func waitConnected(ctx context.Context, nc *nats.Conn, log *slog.Logger) error {
+	start := time.Now()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	logged := false
+	for !nc.IsConnected() {
+		if !logged && time.Since(start) > 2*time.Second {
+			log.Warn("waiting for NATS to become reachable; retrying (is nats-server running at this address?)")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for NATS at %s: %w", nc.Opts.Url, ctx.Err())
+		case <-t.C:
+		}
+	}
+	if logged {
+		log.Info("connected to NATS", "after", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// newJetStream returns a JetStream context whose async publish window and
+// ack timeout fit the scorer's settings (see notes: a lost publish ack never
+// resolves without a timeout, and the window must cover MaxAckPending).
+func newJetStream(nc *nats.Conn, cfg *config.Config) (jetstream.JetStream, error) {
+	pending := cfg.Scorer.MaxAckPending
+	if pending < 4096 {
+		pending = 4096
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(pending),
+		jetstream.WithPublishAsyncTimeout(nonZero(cfg.Scorer.PublishTimeout, 10*time.Second)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("creating JetStream context: %w", err)
+	}
+	return js, nil
+}
+
+// ensureStreams creates or updates the streams, retrying until ctx ends: on a
+// cluster that is still forming, placement can fail for a while.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg streams.Config, log *slog.Logger) error {
+	backoff := 100 * time.Millisecond
+	var lastMsg string
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := streams.Ensure(actx, js, cfg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("setting up streams: %w (last error: %v)", ctx.Err(), err)
+		}
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			return fmt.Errorf("setting up streams: %w: start nats-server with JetStream enabled (-js)", err)
+		}
+		if msg := err.Error(); msg != lastMsg {
+			log.Warn("setting up streams failed; retrying", "err", err)
+			lastMsg = msg
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("setting up streams: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func nonZero(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cardiostream/cardiostream/config"
+)
+
+// roleFlags maps the flags of the scorer and monitor commands to configuration keys.
+var roleFlags = map[string]string{
+	"nats-url":     "nats.url",
+	"metrics-addr": "http.listen",
+	"model":        "model.path",
+}
+
+func (c *cli) scorerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "scorer --nats-url URL",
+		Short: "Score records from an external NATS JetStream server or cluster",
+		Long: `scorer consumes RECORDS through the durable pull consumer shared by every scorer
+process, so running more scorer processes scales out: each record is scored by
+exactly one of them. Predictions go to PREDICTIONS, invalid records to DEADLETTER.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.runRole(cmd, roles{scorer: true}, "cardiostream-scorer")
+		},
+	}
+	addRoleFlags(cmd)
+	cmd.Flags().String("model", "", "model artifact directory or manifest (default: the embedded model; env MODEL_PATH)")
+	return cmd
+}
+
+func (c *cli) monitorCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "monitor --nats-url URL",
+		Short: "Join predictions with outcomes, export metrics and send alerts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.runRole(cmd, roles{monitor: true}, "cardiostream-monitor")
+		},
+	}
+	addRoleFlags(cmd)
+	return cmd
+}
+
+func addRoleFlags(cmd *cobra.Command) {
+	cmd.Flags().String("nats-url", "", "NATS server URL(s), comma-separated (default "+defaultClientURL+"; env CARDIOSTREAM_NATS__URL)")
+	cmd.Flags().String("metrics-addr", "", "address for /metrics, /healthz and /readyz (default 127.0.0.1:9090)")
+}
+
+// clientURL is the configured NATS URL, or the standalone default.
+func clientURL(cfg *config.Config) string {
+	if cfg.NATS.URL != "" {
+		return cfg.NATS.URL
+	}
+	return defaultClientURL
+}
+
+// runRole runs the given components against an external NATS until the
+// command's context ends.
+func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
+	cfg, err := c.loadConfig(cmd, roleFlags)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration (see `cardiostream config validate`):\n%w", err)
+	}
+	ctx := cmd.Context()
+	log := c.newLogger(cfg).With("env", cfg.Env)
+	url := clientURL(cfg)
+	reg := newRegistry()
+	// The metrics endpoint comes up first so /readyz can say "not ready"
+	// while NATS is unreachable.
+	nc, err := connectNATS(ctx, cfg, url, name, log)
+	if err != nil {
+		return err
+	}
+	defer drainConn(nc, 10*time.Second, log)
+	js, err := newJetStream(nc, cfg)
+	if err != nil {
+		return err
+	}
+	if err := ensureStreams(ctx, js, cfg.Streams, log); err != nil {
+		return err
+	}
+	sys, err := newSystem(cfg, nc, js, r, reg, log)
+	if err != nil {
+		return err
+	}
+	addr, err := sys.ops.Listen()
+	if err != nil {
+		return err
+	}
+	log.Info("running", "role", name, "nats", nc.ConnectedUrlRedacted(), "metrics", "http://"+addr.String())
+	if c.hooks.started != nil {
+		c.hooks.started(startedInfo{NATSURL: url, MetricsAddr: addr.String()})
+	}
+	err = sys.run(ctx)
+	if err != nil && ctx.Err() != nil && err == context.Canceled {
+		err = nil
+	}
+	log.Info("stopped")
+	return err
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cardiostream/cardiostream/internal/natstest"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// TestThreeScorersShareOneConsumer runs three `cardiostream scorer` role
+// processes (in-process) and a monitor against one external JetStream server:
+// every record is scored exactly once between them.
+func TestThreeScorersShareOneConsumer(t *testing.T) {
+	ns := natstest.RunServer(t)
+	url := ns.ClientURL()
+	env := testEnviron()
+	var scorers []*running
+	for i := 0; i < 3; i++ {
+		scorers = append(scorers, start(t, env, "scorer", "--nats-url", url, "--metrics-addr", "127.0.0.1:0"))
+	}
+	mon := start(t, env, "monitor", "--nats-url", url, "--metrics-addr", "127.0.0.1:0")
+
+	args := append([]string{"replay", "--nats-url", url, "--repeat", "3"}, uciFiles...)
+	if code, _, stderr := runCmd(t, env, args...); code != 0 {
+		t.Fatalf("replay exited %d: %s", code, stderr)
+	}
+	const total = 3 * 920
+	_, js := natstest.Connect(t, ns)
+	natstest.Eventually(t, 90*time.Second, func() error {
+		fams := scrape(t, mon.info.MetricsAddr)
+		p, _ := metricValue(fams, "cardiostream_monitor_predictions_total")
+		d, _ := metricValue(fams, "cardiostream_monitor_dead_lettered_total")
+		if p+d < total {
+			return fmt.Errorf("monitor saw %v predictions + %v dead letters, want %d", p, d, total)
+		}
+		return nil
+	})
+	seen := map[string]int{}
+	for _, m := range natstest.StreamMessages(t, js, schemas.StreamPredictions) {
+		var p schemas.Prediction
+		if err := json.Unmarshal(m.Data(), &p); err != nil {
+			t.Fatal(err)
+		}
+		seen[p.Source+"/"+p.RecordID]++
+	}
+	dl := len(natstest.StreamMessages(t, js, schemas.StreamDeadLetter))
+	if len(seen)+dl != total {
+		t.Errorf("%d distinct predictions + %d dead letters, want %d", len(seen), dl, total)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("record %s has %d predictions", k, n)
+		}
+	}
+	var sum float64
+	for i, s := range scorers {
+		v := mustMetric(t, scrape(t, s.info.MetricsAddr), "cardiostream_scorer_records_received_total")
+		t.Logf("scorer %d received %v records", i+1, v)
+		sum += v
+	}
+	if int(sum) != total {
+		t.Errorf("the scorers received %v records between them, want exactly %d (no record twice)", sum, total)
+	}
+	for i, s := range append(scorers, mon) {
+		if code := s.stop(t); code != 0 {
+			t.Errorf("process %d exited %d; stderr:\n%s", i, code, s.stderr.String())
+		}
+	}
+}
+
+// TestBadInputEndToEnd publishes a table of malformed payloads into a running
+// system: each lands in DEADLETTER with the expected stage and field, nothing
+// is dropped and the good record next to them is scored.
+func TestBadInputEndToEnd(t *testing.T) {
+	sys := start(t, testEnviron(), "standalone", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	js := connectTo(t, sys.info.NATSURL)
+	good := `{"id":"good-1","features":{"age":63,"sex":1,"cp":1,"trestbps":145,"chol":233,"fbs":1,"restecg":2,"thalach":150,"exang":0,"oldpeak":2.3,"slope":3,"ca":0,"thal":6}}`
+	tests := []struct {
+		name      string
+		source    string
+		payload   string
+		wantStage schemas.Stage
+		wantField string
+	}{
+		{"not json", "bad", `hello`, schemas.StageDecode, ""},
+		{"array", "bad", `[1,2,3]`, schemas.StageDecode, ""},
+		{"missing id", "bad", `{"features":{"age":50}}`, schemas.StageDecode, "id"},
+		{"age as string", "bad", `{"id":"s-1","features":{"age":"63"}}`, schemas.StageDecode, "features.age"},
+		{"sex out of range", "bad", `{"id":"s-2","features":{"sex":2}}`, schemas.StageValidate, "features.sex"},
+		{"thal unknown code", "bad", `{"id":"s-3","features":{"thal":5}}`, schemas.StageValidate, "features.thal"},
+		{"cp fractional", "bad", `{"id":"s-4","features":{"cp":1.5}}`, schemas.StageValidate, "features.cp"},
+		{"chol zero", "bad", `{"id":"s-5","features":{"chol":0}}`, schemas.StageValidate, "features.chol"},
+		{"NaN literal", "bad", `{"id":"s-6","features":{"oldpeak":NaN}}`, schemas.StageDecode, ""},
+		{"huge number", "bad", `{"id":"s-7","features":{"age":1e400}}`, schemas.StageValidate, "features.age"},
+		{"unknown feature", "bad", `{"id":"s-8","features":{"cholesterol":200}}`, schemas.StageDecode, "features.cholesterol"},
+		{"duplicate key", "bad", `{"id":"s-9","id":"s-10","features":{}}`, schemas.StageDecode, "id"},
+		{"invalid utf-8", "bad", "{\"id\":\"s-11\",\"patient_ref\":\"\xff\xfe\",\"features\":{}}", schemas.StageDecode, ""},
+		{"oversized", "bad", `{"id":"s-12","patient_ref":"` + strings.Repeat("x", 20000) + `","features":{}}`, schemas.StageDecode, ""},
+	}
+	ctx := context.Background()
+	subj := schemas.NewSubjects("")
+	for _, tt := range tests {
+		if _, err := js.Publish(ctx, subj.Records(tt.source), []byte(tt.payload)); err != nil {
+			t.Fatalf("%s: publish: %v", tt.name, err)
+		}
+	}
+	if _, err := js.Publish(ctx, subj.Records("good"), []byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	want := len(tests) + 1
+	natstest.Eventually(t, 60*time.Second, func() error {
+		fams := scrape(t, sys.info.MetricsAddr)
+		p, _ := metricValue(fams, "cardiostream_monitor_predictions_total")
+		d, _ := metricValue(fams, "cardiostream_monitor_dead_lettered_total")
+		if int(p+d) < want {
+			return fmt.Errorf("%v predictions + %v dead letters of %d", p, d, want)
+		}
+		return nil
+	})
+	dls := natstest.StreamMessages(t, js, schemas.StreamDeadLetter)
+	preds := natstest.StreamMessages(t, js, schemas.StreamPredictions)
+	if len(dls) != len(tests) || len(preds) != 1 {
+		t.Fatalf("%d dead letters and %d predictions, want %d and 1", len(dls), len(preds), len(tests))
+	}
+	// Dead letters arrive in publish order (one scorer, ordered stream).
+	for i, m := range dls {
+		tt := tests[i]
+		var d schemas.DeadLetter
+		if err := json.Unmarshal(m.Data(), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Stage != tt.wantStage || len(d.Reasons) == 0 || d.Subject != subj.Records(tt.source) || d.PayloadSize != len(tt.payload) {
+			t.Errorf("%s: dead letter stage %q reasons %v subject %q size %d", tt.name, d.Stage, d.Reasons, d.Subject, d.PayloadSize)
+			continue
+		}
+		if tt.wantField != "" {
+			found := false
+			for _, r := range d.Reasons {
+				found = found || r.Field == tt.wantField
+			}
+			if !found {
+				t.Errorf("%s: reasons %v do not name field %q", tt.name, d.Reasons, tt.wantField)
+			}
+		}
+		if !d.PayloadTruncated && string(d.Payload) != tt.payload {
+			t.Errorf("%s: dead letter does not carry the original payload", tt.name)
+		}
+	}
+	fams := scrape(t, sys.info.MetricsAddr)
+	if got := mustMetric(t, fams, "cardiostream_scorer_records_dead_lettered_total"); int(got) != len(tests) {
+		t.Errorf("scorer dead-lettered %v, want %d", got, len(tests))
+	}
+	if got := mustMetric(t, fams, "cardiostream_scorer_records_received_total"); int(got) != want {
+		t.Errorf("scorer received %v, want %d (conservation)", got, want)
+	}
+	// The process is still healthy after all that.
+	if code := sys.stop(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}

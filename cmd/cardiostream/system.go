@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cardiostream/cardiostream/config"
+	"github.com/cardiostream/cardiostream/internal/model"
+	"github.com/cardiostream/cardiostream/internal/ops"
+	"github.com/cardiostream/cardiostream/monitor"
+	"github.com/cardiostream/cardiostream/monitor/webhook"
+	"github.com/cardiostream/cardiostream/schemas"
+	"github.com/cardiostream/cardiostream/scorer"
+)
+
+// roles says which components a process runs.
+type roles struct {
+	scorer  bool
+	monitor bool // the monitor and the alert webhook notifier
+}
+
+// system is the set of components one process runs, wired to one NATS
+// connection and one metrics registry.
+type system struct {
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	ops      *ops.Server
+	scorer   *scorer.Scorer
+	monitor  *monitor.Monitor
+	notifier *webhook.Notifier
+}
+
+// newRegistry returns the process's own registry (no global state).
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// scorerModel adapts the loaded model to the scorer's small interface.
+type scorerModel struct{ *model.Model }
+
+func (m scorerModel) Ref() schemas.ModelRef {
+	return schemas.ModelRef{Name: m.Name(), Version: m.Version(), SHA256: m.SHA256()}
+}
+
+// loadModel loads the configured artifact, or the embedded default.
+func loadModel(cfg *config.Config) (*model.Model, error) {
+	if cfg.Model.Path == "" {
+		m, err := model.LoadDefault()
+		if err != nil {
+			return nil, fmt.Errorf("loading the embedded default model: %w", err)
+		}
+		return m, nil
+	}
+	m, err := model.LoadPath(cfg.Model.Path)
+	if err != nil {
+		return nil, fmt.Errorf("loading model %s (check MODEL_PATH / model.path; `cardiostream model validate %s` explains): %w", cfg.Model.Path, cfg.Model.Path, err)
+	}
+	return m, nil
+}
+
+// newSystem builds the components for r. Nothing runs until run.
+func newSystem(cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r roles, reg *prometheus.Registry, log *slog.Logger) (*system, error) {
+	s := &system{log: log, reg: reg}
+	s.ops = ops.New(ops.Config{Listen: cfg.HTTP.Listen, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}, reg, cfg.Security.MonitoringKey, log)
+	s.ops.AddCheck("nats", func() error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("not connected (%s)", nc.Status())
+		}
+		return nil
+	})
+	subjects := cfg.Streams.Subjects()
+	if r.scorer {
+		m, err := loadModel(cfg)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("model loaded", "name", m.Name(), "version", m.Version(), "sha256", m.SHA256(), "threshold", m.Threshold())
+		sc, err := scorer.New(cfg.Scorer, js, subjects, scorerModel{m}, reg, log)
+		if err != nil {
+			return nil, fmt.Errorf("creating scorer: %w", err)
+		}
+		s.scorer = sc
+		s.ops.AddCheck("scorer", sc.Ready)
+	}
+	if r.monitor {
+		// The monitor's ledger and buckets are as replicated as the streams.
+		mcfg := cfg.Monitor
+		mcfg.Replicas = max(mcfg.Replicas, cfg.Streams.Replicas)
+		mon, err := monitor.New(mcfg, js, subjects, reg, log)
+		if err != nil {
+			return nil, fmt.Errorf("creating monitor: %w", err)
+		}
+		s.monitor = mon
+		s.ops.AddCheck("monitor", mon.Ready)
+		n, err := webhook.New(cfg.Webhook, js, subjects, &http.Client{}, reg, log)
+		if err != nil {
+			return nil, fmt.Errorf("creating alert webhook notifier: %w", err)
+		}
+		s.notifier = n
+		s.ops.AddCheck("alert_webhook", n.Ready)
+	}
+	return s, nil
+}
+
+// run runs every component until ctx ends and each has drained.
+func (s *system) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.ops.Run(gctx) })
+	if s.scorer != nil {
+		g.Go(func() error { return s.scorer.Run(gctx) })
+	}
+	if s.monitor != nil {
+		g.Go(func() error { return s.monitor.Run(gctx) })
+		g.Go(func() error { return s.notifier.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// waitReady polls every component's readiness until all are ready or ctx ends.
+func (s *system) waitReady(ctx context.Context) error {
+	checks := map[string]func() error{}
+	if s.scorer != nil {
+		checks["scorer"] = s.scorer.Ready
+	}
+	if s.monitor != nil {
+		checks["monitor"] = s.monitor.Ready
+		checks["alert_webhook"] = s.notifier.Ready
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var notReady error
+		for name, c := range checks {
+			if err := c(); err != nil {
+				notReady = fmt.Errorf("%s: %w", name, err)
+				break
+			}
+		}
+		if notReady == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for components to become ready: %w (last: %v)", ctx.Err(), notReady)
+		case <-t.C:
+		}
+	}
+}
+
+// drainConn drains nc (flushing outstanding publishes) within timeout.
+func drainConn(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
+	done := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		log.Warn("NATS connection drain timed out; closing", "timeout", timeout)
+		nc.Close()
+	}
+}
