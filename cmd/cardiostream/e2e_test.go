@@ -302,6 +302,10 @@ func TestStandaloneExitAfterReplay(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
+	// Re-executed as the real binary by the signal test.
+	if os.Getenv("CARDIOSTREAM_TEST_RUN_MAIN") == "1" {
+		os.Exit(run())
+	}
 	// Tests run from cmd/cardiostream; the data files are relative to it.
 	if _, err := os.Stat(filepath.FromSlash(uciFiles[0])); err != nil {
 		fmt.Fprintln(os.Stderr, "UCI data not found:", err)

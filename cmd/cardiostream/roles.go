@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cardiostream/cardiostream/config"
 )
@@ -70,38 +72,45 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration (see `cardiostream config validate`):\n%w", err)
 	}
-	ctx := cmd.Context()
 	log := c.newLogger(cfg).With("env", cfg.Env)
 	url := clientURL(cfg)
 	reg := newRegistry()
-	// The metrics endpoint comes up first so /readyz can say "not ready"
-	// while NATS is unreachable.
-	nc, err := connectNATS(ctx, cfg, url, name, log)
+	// /metrics and /readyz come up first, so an orchestrator sees "not
+	// ready: connecting" while NATS is unreachable instead of no answer.
+	opsSrv, addr, err := newOps(cfg, reg, log)
 	if err != nil {
 		return err
 	}
-	defer drainConn(nc, 10*time.Second, log)
-	js, err := newJetStream(nc, cfg)
-	if err != nil {
-		return err
-	}
-	if err := ensureStreams(ctx, js, cfg.Streams, log); err != nil {
-		return err
-	}
-	sys, err := newSystem(cfg, nc, js, r, reg, log)
-	if err != nil {
-		return err
-	}
-	addr, err := sys.ops.Listen()
-	if err != nil {
-		return err
-	}
-	log.Info("running", "role", name, "nats", nc.ConnectedUrlRedacted(), "metrics", "http://"+addr.String())
-	if c.hooks.started != nil {
-		c.hooks.started(startedInfo{NATSURL: url, MetricsAddr: addr.String()})
-	}
-	err = sys.run(ctx)
-	if err != nil && ctx.Err() != nil && err == context.Canceled {
+	runCtx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return opsSrv.Run(gctx) })
+	g.Go(func() error {
+		defer cancel() // when the components end, so does the ops server
+		nc, err := connectNATS(gctx, cfg, url, name, log)
+		if err != nil {
+			return err
+		}
+		defer drainConn(nc, 10*time.Second, log)
+		js, err := newJetStream(nc, cfg)
+		if err != nil {
+			return err
+		}
+		if err := ensureStreams(gctx, js, cfg.Streams, log); err != nil {
+			return err
+		}
+		sys, err := newSystem(cfg, nc, js, r, reg, opsSrv, log)
+		if err != nil {
+			return err
+		}
+		log.Info("running", "role", name, "nats", nc.ConnectedUrlRedacted(), "metrics", "http://"+addr.String())
+		if c.hooks.started != nil {
+			c.hooks.started(startedInfo{NATSURL: url, MetricsAddr: addr.String()})
+		}
+		return sys.run(gctx)
+	})
+	err = g.Wait()
+	if err != nil && cmd.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	log.Info("stopped")

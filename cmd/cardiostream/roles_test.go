@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -162,4 +164,49 @@ func TestBadInputEndToEnd(t *testing.T) {
 	if code := sys.stop(t); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
+}
+
+// TestScorerStartsBeforeNATS starts a scorer while nothing listens at its NATS
+// URL: /readyz answers 503 naming what it waits for, and once a server comes
+// up the scorer connects, creates its consumer and becomes ready on its own.
+func TestScorerStartsBeforeNATS(t *testing.T) {
+	natsPort := natstest.FreePort(t)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	env := testEnviron("CARDIOSTREAM_NATS__RECONNECT_WAIT=50ms")
+	var out, errb syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	c := &cli{stdout: &out, stderr: &errb, environ: env}
+	go func() {
+		done <- c.execute(ctx, []string{"scorer", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "--metrics-addr", metricsAddr})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + metricsAddr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "connecting") {
+			return fmt.Errorf("/readyz = %d %s, want 503 connecting", code, body)
+		}
+		return nil
+	})
+	natstest.RunServerOn(t, t.TempDir(), natsPort)
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if code, body := readyz(); code != http.StatusOK {
+			return fmt.Errorf("/readyz = %d %s, want 200", code, body)
+		}
+		return nil
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("scorer exited %d: %s", code, errb.String())
+	}
+	done <- 0 // for the cleanup
 }

@@ -119,11 +119,11 @@ func (c *cli) runStandalone(ctx context.Context, cfg *config.Config, replay []st
 		return err
 	}
 	reg := newRegistry()
-	sys, err := newSystem(cfg, nc, js, roles{scorer: true, monitor: true}, reg, log)
+	opsSrv, metricsAddr, err := newOps(cfg, reg, log)
 	if err != nil {
 		return err
 	}
-	metricsAddr, err := sys.ops.Listen()
+	sys, err := newSystem(cfg, nc, js, roles{scorer: true, monitor: true}, reg, opsSrv, log)
 	if err != nil {
 		return err
 	}
@@ -132,6 +132,7 @@ func (c *cli) runStandalone(ctx context.Context, cfg *config.Config, replay []st
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return opsSrv.Run(gctx) })
 	g.Go(func() error { return sys.run(gctx) })
 	if c.hooks.started != nil {
 		c.hooks.started(startedInfo{NATSURL: url, MetricsAddr: metricsAddr.String()})

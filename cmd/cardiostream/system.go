@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -72,10 +74,24 @@ func loadModel(cfg *config.Config) (*model.Model, error) {
 	return m, nil
 }
 
-// newSystem builds the components for r. Nothing runs until run.
-func newSystem(cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r roles, reg *prometheus.Registry, log *slog.Logger) (*system, error) {
-	s := &system{log: log, reg: reg}
-	s.ops = ops.New(ops.Config{Listen: cfg.HTTP.Listen, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}, reg, cfg.Security.MonitoringKey, log)
+// newOps creates the process's /metrics, /healthz and /readyz server and
+// binds its address. It comes up before NATS is reachable, so /readyz can
+// say what the process waits for; until components register, the "nats"
+// check reports that it is still connecting.
+func newOps(cfg *config.Config, reg *prometheus.Registry, log *slog.Logger) (*ops.Server, net.Addr, error) {
+	srv := ops.New(ops.Config{Listen: cfg.HTTP.Listen, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout}, reg, cfg.Security.MonitoringKey, log)
+	srv.AddCheck("nats", func() error { return errors.New("connecting") })
+	addr, err := srv.Listen()
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, addr, nil
+}
+
+// newSystem builds the components for r and registers their readiness on
+// srv. Nothing runs until run.
+func newSystem(cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r roles, reg *prometheus.Registry, srv *ops.Server, log *slog.Logger) (*system, error) {
+	s := &system{log: log, reg: reg, ops: srv}
 	s.ops.AddCheck("nats", func() error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("not connected (%s)", nc.Status())
@@ -116,10 +132,10 @@ func newSystem(cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r role
 	return s, nil
 }
 
-// run runs every component until ctx ends and each has drained.
+// run runs every component until ctx ends and each has drained. The ops
+// server is run by the caller, which started it before connecting.
 func (s *system) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.ops.Run(gctx) })
 	if s.scorer != nil {
 		g.Go(func() error { return s.scorer.Run(gctx) })
 	}

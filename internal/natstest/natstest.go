@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -24,9 +25,27 @@ func RunServer(tb testing.TB) *server.Server {
 // restart a server on the same data.
 func RunServerIn(tb testing.TB, storeDir string) *server.Server {
 	tb.Helper()
+	return RunServerOn(tb, storeDir, server.RANDOM_PORT)
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago, for tests
+// that must know a server's address before it starts.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// RunServerOn is RunServerIn on a given port (server.RANDOM_PORT for any).
+func RunServerOn(tb testing.TB, storeDir string, port int) *server.Server {
+	tb.Helper()
 	opts := &server.Options{
 		Host:      "127.0.0.1",
-		Port:      server.RANDOM_PORT,
+		Port:      port,
 		JetStream: true,
 		StoreDir:  storeDir,
 		NoSigs:    true,

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/internal/natstest"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// TestStandaloneSIGTERM runs `cardiostream standalone` as a real process,
+// scores a record published by an ordinary NATS client, sends SIGTERM and
+// expects a drained exit 0.
+func TestStandaloneSIGTERM(t *testing.T) {
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	var stderr syncBuffer
+	cmd := exec.Command(os.Args[0], "standalone", "--data-dir", t.TempDir(), "--nats-listen", natsAddr, "--metrics-addr", metricsAddr)
+	cmd.Env = append(testEnviron(), "CARDIOSTREAM_TEST_RUN_MAIN=1")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+	})
+
+	natstest.Eventually(t, 60*time.Second, func() error {
+		resp, err := http.Get("http://" + metricsAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz %s", resp.Status)
+		}
+		return nil
+	})
+	js := connectTo(t, "nats://"+natsAddr)
+	rec := `{"id":"sig-1","features":{"age":63,"sex":1,"cp":1,"trestbps":145,"chol":233,"fbs":1,"restecg":2,"thalach":150,"exang":0,"oldpeak":2.3,"slope":3,"ca":0,"thal":6}}`
+	if _, err := js.Publish(context.Background(), "cardio.records.clinic-a", []byte(rec), jetstream.WithMsgID("clinic-a/sig-1")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if n := len(natstest.StreamMessages(t, js, schemas.StreamPredictions)); n != 1 {
+			return fmt.Errorf("%d predictions", n)
+		}
+		return nil
+	})
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no exit within 60s of SIGTERM; stderr:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "stopped") {
+		t.Errorf("stderr does not say it stopped:\n%s", stderr.String())
+	}
+}
