@@ -98,12 +98,21 @@ func (p *progress) runLines(w io.Writer, c *counters, records, outcomes int64, i
 	defer tick.Stop()
 	var lastDone int64
 	lastAt := start
+	var recordsDoneAt time.Time // when the last record was acked
 	line := func(final bool) {
 		now := time.Now()
 		done := c.records.Load() + c.failedRecords.Load()
+		if done >= records && recordsDoneAt.IsZero() {
+			recordsDoneAt = now
+		}
 		rate := float64(done-lastDone) / now.Sub(lastAt).Seconds()
-		if final {
-			rate = float64(done) / now.Sub(start).Seconds()
+		if final || !recordsDoneAt.IsZero() {
+			// The records' own rate: waiting for delayed outcomes does not count.
+			end := now
+			if !recordsDoneAt.IsZero() {
+				end = recordsDoneAt
+			}
+			rate = float64(done) / end.Sub(start).Seconds()
 		}
 		lastDone, lastAt = done, now
 		pct := 100.0
@@ -121,8 +130,16 @@ func (p *progress) runLines(w io.Writer, c *counters, records, outcomes int64, i
 		}
 		fmt.Fprintln(w, s)
 	}
+	// Check often whether the records are all acked (for an honest rate),
+	// print every interval.
+	poll := time.NewTicker(min(interval, 50*time.Millisecond))
+	defer poll.Stop()
 	for {
 		select {
+		case <-poll.C:
+			if recordsDoneAt.IsZero() && c.records.Load()+c.failedRecords.Load() >= records {
+				recordsDoneAt = time.Now()
+			}
 		case <-tick.C:
 			line(false)
 		case <-p.stopc:
