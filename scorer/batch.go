@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardiostream/cardiostream/schemas"
@@ -92,13 +93,13 @@ func (s *Scorer) process(b *batch) {
 		if it.deliveries > 1 {
 			s.m.redeliveries.Inc()
 		}
+		// A valid record past max_deliver is scored and published like any
+		// other: it only gets here when an earlier delivery's outcome is
+		// unknown (a publish ack that timed out, a scorer killed after
+		// publishing). Its prediction may already be stored, and only
+		// republishing it under the same message id can tell: dead-lettering
+		// it now could leave the record with both.
 		s.decode(it)
-		if it.verdict == verdictPredict && it.deliveries > uint64(s.cfg.MaxDeliver) {
-			// Only possible when the last allowed delivery neither stored a
-			// prediction nor a dead letter (publish failed, scorer killed).
-			it.deadLetter(schemas.StageScore, schemas.Problem{Problem: fmt.Sprintf(
-				"not scored after %d deliveries (max_deliver %d): earlier attempts failed or timed out", it.deliveries, s.cfg.MaxDeliver)})
-		}
 	}
 
 	s.score(b)
@@ -239,7 +240,11 @@ func (s *Scorer) settle(it *item, deadline <-chan struct{}, abort <-chan struct{
 		}
 		s.m.publishFailures[it.kind].Inc()
 		s.errLog.failed("publishing "+it.kind, err)
-		if it.verdict == verdictPredict && it.deliveries >= uint64(s.cfg.MaxDeliver) {
+		// Only a publish the server certainly did not store may turn into a
+		// dead letter; after a timeout the prediction may be stored, so the
+		// record is retried (without limit) until a publish ack settles it.
+		refused := it.pubErr != nil || publishRefused(err)
+		if it.verdict == verdictPredict && refused && it.deliveries >= uint64(s.cfg.MaxDeliver) {
 			it.deadLetter(schemas.StageScore, schemas.Problem{Problem: fmt.Sprintf(
 				"publishing the prediction failed on delivery %d of max_deliver %d: %v", it.deliveries, s.cfg.MaxDeliver, err)})
 			it.fut, it.pubErr = nil, nil
@@ -321,6 +326,15 @@ func awaitAck(it *item, deadline <-chan struct{}, abort <-chan struct{}) (*jetst
 	case <-abort:
 		return nil, errAborted
 	}
+}
+
+// publishRefused reports whether a publish error means the server did not
+// store the message: it answered with an error (stream full, message too
+// large, …) or no stream listens on the subject. Timeouts and lost
+// connections are not refusals: the message may have been stored.
+func publishRefused(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // problemFields lists the fields named by reasons: safe to log, unlike the

@@ -20,17 +20,25 @@
 //     (Nats-Msg-Id "dl/<stream sequence>") is published, then the record is
 //     terminated.
 //   - transient failure (the model returned NaN, Inf or a value outside
-//     [0, 1]; the prediction publish failed or timed out): NakWithDelay with
-//     NakDelay doubled per delivery, capped at AckWait. On delivery
-//     MaxDeliver the failure is dead-lettered instead (stage "score", the
-//     reason names what failed and the delivery count).
+//     [0, 1]; the prediction publish was refused or timed out): NakWithDelay
+//     with NakDelay doubled per delivery, capped at AckWait. On delivery
+//     MaxDeliver a model failure or a refused publish (the server answered
+//     with an error, or no stream listens) is dead-lettered instead (stage
+//     "score", the reason names what failed and the delivery count).
+//   - a publish whose outcome is unknown (the ack timed out, the connection
+//     dropped, the scorer was killed before acking) is never dead-lettered:
+//     the prediction may be stored, and a dead letter would give the record
+//     both. The record is redelivered past MaxDeliver, scored again and its
+//     prediction republished under the same message id until a publish ack
+//     (new or duplicate) settles it.
 //   - a panic while decoding or scoring is recovered and dead-lettered at
 //     once ("internal error: ..."): retrying the same input cannot help.
 //
 // The consumer is created with MaxDeliver -1 and the scorer enforces
 // Config.MaxDeliver itself, so a record whose last delivery could not be
-// dead-lettered (DEADLETTER down, scorer killed) is redelivered until its
-// dead letter is stored instead of being dropped by the server.
+// settled (DEADLETTER down, a publish ack lost, scorer killed) is redelivered
+// until its prediction or dead letter is stored instead of being dropped by
+// the server.
 //
 // A prediction's label is 1 when probability >= the model's threshold, else
 // 0. received_at is the time RECORDS stored the record; latency_ms is

@@ -494,3 +494,55 @@ func TestReadyAndRecreatedConsumer(t *testing.T) {
 		t.Error("second Run did not return ErrAlreadyRunning")
 	}
 }
+
+// TestCrashOnLastDeliveryStoresNoDeadLetterToo: a scorer killed after
+// publishing predictions on a record's last allowed delivery (max_deliver 1)
+// leaves them unacked. The next delivery is past max_deliver, but the
+// outcome of the earlier one is unknown, so the record must be republished
+// under its message id (a duplicate) and acked, not dead-lettered: a dead
+// letter would give the record both.
+func TestCrashOnLastDeliveryStoresNoDeadLetterToo(t *testing.T) {
+	e := newEnv(t)
+	const n = 200
+	e.publishRecords(t, "c", "r", n)
+	cfg := testConfig()
+	cfg.MaxDeliver = 1
+
+	hold := make(chan struct{})
+	var once sync.Once
+	held := make(chan struct{})
+	a := e.start(t, cfg, fakeModel{}, withBeforeSettle(func(int) {
+		once.Do(func() { close(held) })
+		<-hold
+	}))
+	<-held
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if e.streamCount(t, schemas.StreamPredictions) == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	a.s.pub.Conn().Close()
+	close(hold)
+	_ = a.stop(t)
+	atCrash := e.streamCount(t, schemas.StreamPredictions)
+
+	b := e.start(t, cfg, fakeModel{})
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if st := b.s.Stats(); st.Scored+st.DeadLettered != n {
+			return fmt.Errorf("scorer B settled %d of %d", st.Scored+st.DeadLettered, n)
+		}
+		return nil
+	})
+	e.settled(t, 10*time.Second)
+	ps := e.predictions(t)
+	if dl := e.streamCount(t, schemas.StreamDeadLetter); dl != 0 {
+		t.Errorf("%d dead letters, want 0: records whose prediction was stored before the crash were dead-lettered too", dl)
+	}
+	if len(ps) != n || len(uniqueIDs(t, ps)) != n {
+		t.Errorf("%d predictions (%d unique), want %d", len(ps), len(uniqueIDs(t, ps)), n)
+	}
+	if st := b.s.Stats(); st.Duplicates != atCrash {
+		t.Errorf("scorer B saw %d duplicate publish acks, want %d", st.Duplicates, atCrash)
+	}
+}
