@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
+
+	"github.com/cardiostream/cardiostream/internal/suggest"
 )
 
 const tagName = "koanf"
@@ -149,7 +151,7 @@ func (s *schema) suggest(key string) string {
 	sort.Strings(all)
 	best, bestDist := "", math.MaxInt
 	for _, k := range all {
-		if d := levenshtein(key, k); d < bestDist {
+		if d := suggest.Distance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}
 	}
@@ -168,26 +170,6 @@ func (s *schema) suggest(key string) string {
 		return strings.Join(same, " or ")
 	}
 	return ""
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // plain turns a value into the maps, slices and scalars koanf holds, keyed

@@ -96,7 +96,7 @@ func (d *decoder) dup(seen *uint16, bit uint16, field string) bool {
 func (d *decoder) unknown(prefix string, key []byte, known []string) {
 	field := fieldPath(prefix, key)
 	msg := "unknown field"
-	if sug := suggest(string(key), known); sug != "" {
+	if sug := closestKey(string(key), known); sug != "" {
 		msg += "; did you mean " + strconv.Quote(sug) + "?"
 	} else {
 		msg += "; allowed: " + joinQuoted(known)

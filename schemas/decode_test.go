@@ -326,8 +326,8 @@ func TestSuggest(t *testing.T) {
 		"cholesterol": "chol", "Age": "age", "thalac": "thalach", "oldpeek": "oldpeak", "restecgs": "restecg",
 		"zzzzzz": "", "x": "", strings.Repeat("a", 100): "",
 	} {
-		if got := suggest(key, FeatureNames[:]); got != want {
-			t.Errorf("suggest(%q) = %q, want %q", key, got, want)
+		if got := closestKey(key, FeatureNames[:]); got != want {
+			t.Errorf("closestKey(%q) = %q, want %q", key, got, want)
 		}
 	}
 }

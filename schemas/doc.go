@@ -11,5 +11,6 @@
 // clinics and operators.
 //
 // Every other package speaks to the outside world through these types. This
-// package must not import any other cardiostream package.
+// package must not import any other cardiostream package but the leaf helper
+// internal/suggest.
 package schemas

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+
+	"github.com/cardiostream/cardiostream/internal/suggest"
 )
 
 // ErrInvalid is matched (errors.Is) by every *ValidationError.
@@ -96,14 +98,14 @@ func (p Problem) String() string {
 	return p.Field + ": " + p.Problem
 }
 
-// suggest returns the known key closest to key (ignoring case; a known key
+// closestKey returns the known key closest to key (ignoring case; a known key
 // that is a prefix of key, as "chol" of "cholesterol", counts as close), or ""
 // when none is within two edits.
-func suggest(key string, known []string) string {
+func closestKey(key string, known []string) string {
 	lk := strings.ToLower(key)
 	best, bestD := "", 3
 	for _, k := range known {
-		d := editDistance(lk, k)
+		d := suggest.Distance(lk, k)
 		if len(k) >= 3 && (strings.HasPrefix(lk, k) || strings.HasPrefix(k, lk)) && len(lk) >= 3 {
 			d = min(d, 1)
 		}
@@ -115,30 +117,6 @@ func suggest(key string, known []string) string {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b (bytes).
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 30
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func joinQuoted(ss []string) string {
