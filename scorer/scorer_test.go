@@ -249,29 +249,7 @@ func TestRedeliveryAfterCrashStoresNoDuplicatePrediction(t *testing.T) {
 	const n = 300
 	e.publishRecords(t, "c", "r", n)
 
-	// Scorer A publishes its first batches, then "crashes" before acking:
-	// its acker is held and its connection closed.
-	hold := make(chan struct{})
-	var once sync.Once
-	held := make(chan struct{})
-	a := e.start(t, testConfig(), fakeModel{}, withBeforeSettle(func(int) {
-		once.Do(func() { close(held) })
-		<-hold
-	}))
-	<-held
-	natstest.Eventually(t, 10*time.Second, func() error {
-		if e.streamCount(t, schemas.StreamPredictions) == 0 {
-			return errNotYet
-		}
-		return nil
-	})
-	a.s.pub.Conn().Close()
-	close(hold)
-	_ = a.stop(t)
-	atCrash := e.streamCount(t, schemas.StreamPredictions)
-	if sc := a.s.Stats().Scored; sc != 0 {
-		t.Fatalf("crashed scorer acked %d records", sc)
-	}
+	atCrash := e.crashBeforeAck(t, testConfig())
 
 	// Scorer B gets every record again after AckWait.
 	b := e.start(t, testConfig(), fakeModel{})
@@ -508,24 +486,7 @@ func TestCrashOnLastDeliveryStoresNoDeadLetterToo(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxDeliver = 1
 
-	hold := make(chan struct{})
-	var once sync.Once
-	held := make(chan struct{})
-	a := e.start(t, cfg, fakeModel{}, withBeforeSettle(func(int) {
-		once.Do(func() { close(held) })
-		<-hold
-	}))
-	<-held
-	natstest.Eventually(t, 10*time.Second, func() error {
-		if e.streamCount(t, schemas.StreamPredictions) == 0 {
-			return errNotYet
-		}
-		return nil
-	})
-	a.s.pub.Conn().Close()
-	close(hold)
-	_ = a.stop(t)
-	atCrash := e.streamCount(t, schemas.StreamPredictions)
+	atCrash := e.crashBeforeAck(t, cfg)
 
 	b := e.start(t, cfg, fakeModel{})
 	natstest.Eventually(t, 30*time.Second, func() error {
@@ -545,4 +506,32 @@ func TestCrashOnLastDeliveryStoresNoDeadLetterToo(t *testing.T) {
 	if st := b.s.Stats(); st.Duplicates != atCrash {
 		t.Errorf("scorer B saw %d duplicate publish acks, want %d", st.Duplicates, atCrash)
 	}
+}
+
+// crashBeforeAck runs a scorer that publishes its first batches and then
+// "crashes" before acking any record: its acker is held and its connection
+// closed. It returns how many predictions were stored by then.
+func (e *env) crashBeforeAck(t *testing.T, cfg Config) uint64 {
+	t.Helper()
+	hold := make(chan struct{})
+	var once sync.Once
+	held := make(chan struct{})
+	a := e.start(t, cfg, fakeModel{}, withBeforeSettle(func(int) {
+		once.Do(func() { close(held) })
+		<-hold
+	}))
+	<-held
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if e.streamCount(t, schemas.StreamPredictions) == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+	a.s.pub.Conn().Close()
+	close(hold)
+	_ = a.stop(t)
+	if sc := a.s.Stats().Scored; sc != 0 {
+		t.Fatalf("crashed scorer acked %d records", sc)
+	}
+	return e.streamCount(t, schemas.StreamPredictions)
 }

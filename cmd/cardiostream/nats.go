@@ -76,6 +76,25 @@ func waitConnected(ctx context.Context, nc *nats.Conn, log *slog.Logger) error {
 	return nil
 }
 
+// connectAndSetup connects to url, creates the JetStream context and makes
+// sure the streams exist: what every process does before its components
+// start. The caller drains the returned connection.
+func connectAndSetup(ctx context.Context, cfg *config.Config, url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := connectNATS(ctx, cfg, url, name, log, extra...)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := newJetStream(nc, cfg)
+	if err == nil {
+		err = ensureStreams(ctx, js, cfg.Streams, log)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 // newJetStream returns a JetStream context whose async publish window and
 // ack timeout fit the scorer's settings (see notes: a lost publish ack never
 // resolves without a timeout, and the window must cover MaxAckPending).

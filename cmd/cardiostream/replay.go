@@ -43,17 +43,15 @@ The last line of stdout is a JSON report.`,
 			}
 			ctx := cmd.Context()
 			log := c.newLogger(cfg)
-			nc, err := connectNATS(ctx, cfg, clientURL(cfg), "cardiostream-replay", log)
+			nc, _, err := connectAndSetup(ctx, cfg, clientURL(cfg), "cardiostream-replay", log)
 			if err != nil {
 				return err
 			}
 			defer drainConn(nc, 10*time.Second, log)
+			// The replay's own publish window and ack timeout.
 			js, err := jetstream.New(nc, cfg.Ingest.JetStreamOptions()...)
 			if err != nil {
 				return fmt.Errorf("creating JetStream context: %w", err)
-			}
-			if err := ensureStreams(ctx, js, cfg.Streams, log); err != nil {
-				return err
 			}
 			rep, err := ingest.Replay(ctx, cfg.Ingest, js, cfg.Streams.Subjects(), files, c.stderr, log)
 			out, _ := json.Marshal(rep)

@@ -87,18 +87,11 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 	g.Go(func() error { return opsSrv.Run(gctx) })
 	g.Go(func() error {
 		defer cancel() // when the components end, so does the ops server
-		nc, err := connectNATS(gctx, cfg, url, name, log)
+		nc, js, err := connectAndSetup(gctx, cfg, url, name, log)
 		if err != nil {
 			return err
 		}
 		defer drainConn(nc, 10*time.Second, log)
-		js, err := newJetStream(nc, cfg)
-		if err != nil {
-			return err
-		}
-		if err := ensureStreams(gctx, js, cfg.Streams, log); err != nil {
-			return err
-		}
 		sys, err := newSystem(cfg, nc, js, r, reg, opsSrv, log)
 		if err != nil {
 			return err

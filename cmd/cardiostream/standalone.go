@@ -106,18 +106,11 @@ func (c *cli) runStandalone(ctx context.Context, cfg *config.Config, replay []st
 	url := ns.ClientURL()
 	log.Info("embedded NATS JetStream server ready", "url", url, "data_dir", cfg.NATS.Embedded.DataDir, "sync_always", cfg.NATS.Embedded.SyncAlways)
 
-	nc, err := connectNATS(ctx, cfg, url, "cardiostream-standalone", log, embeddedAuth(cfg)...)
+	nc, js, err := connectAndSetup(ctx, cfg, url, "cardiostream-standalone", log, embeddedAuth(cfg)...)
 	if err != nil {
 		return err
 	}
 	defer drainConn(nc, 10*time.Second, log)
-	js, err := newJetStream(nc, cfg)
-	if err != nil {
-		return err
-	}
-	if err := ensureStreams(ctx, js, cfg.Streams, log); err != nil {
-		return err
-	}
 	reg := newRegistry()
 	opsSrv, metricsAddr, err := newOps(cfg, reg, log)
 	if err != nil {
