@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,7 +114,7 @@ func (c *Config) validateNATS(ps *problems) {
 }
 
 func (c *Config) validateOwn(ps *problems) {
-	checkFile(ps, "model.path", c.Model.Path)
+	checkModelPath(ps, c.Model.Path)
 
 	if _, err := checkListen(c.HTTP.Listen); err != nil {
 		ps.add(ErrInvalid, "http.listen", err.Error())
@@ -223,6 +224,19 @@ func checkFile(ps *problems, key, path string) {
 	case !st.Mode().IsRegular():
 		ps.add(ErrInvalid, key, fmt.Sprintf("%q is not a regular file", path))
 	}
+}
+
+// checkModelPath reports a set model path that is neither an artifact
+// directory with a manifest.json nor a readable manifest file.
+func checkModelPath(ps *problems, path string) {
+	if path == "" {
+		return
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		checkFile(ps, "model.path", filepath.Join(path, "manifest.json"))
+		return
+	}
+	checkFile(ps, "model.path", path)
 }
 
 // checkListen checks a host:port listen address and returns the host.

@@ -100,3 +100,45 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestModelPath points the scorer at another artifact through MODEL_PATH:
+// predictions name its version; a broken artifact stops start-up with a
+// clear error instead of scoring with anything else.
+func TestModelPath(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"manifest.json", "model.json", "golden.csv"} {
+		b, err := os.ReadFile(filepath.Join("../../models/heart-xgb", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "manifest.json" {
+			b = []byte(strings.Replace(string(b), `"version": "1.0.0"`, `"version": "1.0.0-canary"`, 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, stderr := runCmd(t, testEnviron("MODEL_PATH="+dir), "standalone",
+		"--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+		"--label-delay", "10ms", "--exit-after-replay", "--replay", uciFiles[2])
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "1.0.0-canary") {
+		t.Errorf("the log does not name the loaded model version:\n%s", stderr)
+	}
+	var sum map[string]any
+	if err := json.Unmarshal([]byte(lastLine(stdout)), &sum); err != nil || sum["scored"].(float64) != 123 {
+		t.Fatalf("summary %q: %v", lastLine(stdout), err)
+	}
+
+	// A model.json that does not match its manifest's sha256 is refused.
+	if err := os.WriteFile(filepath.Join(dir, "model.json"), []byte(`{"learner":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCmd(t, testEnviron("MODEL_PATH="+dir), "standalone",
+		"--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(stderr, "MODEL_PATH") {
+		t.Errorf("broken MODEL_PATH: exit %d, want 1 with an error naming MODEL_PATH; stderr:\n%s", code, stderr)
+	}
+}
