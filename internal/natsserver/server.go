@@ -88,10 +88,27 @@ func Start(cfg Config, log *slog.Logger) (*server.Server, error) {
 	return StartWithOptions(opts, cfg.StartTimeout, log)
 }
 
+// checkPortFree fails fast, with advice, when the client port is taken:
+// nats-server would only log the bind error and never become ready.
+func checkPortFree(opts *server.Options) error {
+	if opts.Port == server.RANDOM_PORT || opts.Port == 0 || opts.DontListen {
+		return nil
+	}
+	addr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("embedded nats-server cannot listen on %s: %w (is another cardiostream or nats-server running? stop it, or choose another address with --nats-listen)", addr, err)
+	}
+	return ln.Close()
+}
+
 // StartWithOptions starts a server from explicit options (tests and clusters use it).
 func StartWithOptions(opts *server.Options, timeout time.Duration, log *slog.Logger) (*server.Server, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
+	}
+	if err := checkPortFree(opts); err != nil {
+		return nil, err
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
