@@ -1,6 +1,3 @@
-// Command cardiostream is the one binary of cardiostream: an embedded
-// standalone system, the scorer and monitor roles against an external NATS,
-// the replay tool, and configuration and model tooling. See README.md.
 package main
 
 import (

@@ -1,6 +1,3 @@
-// Package suggest finds the known name closest to a mistyped one, for
-// "did you mean …?" hints in configuration and validation errors. It imports
-// nothing of cardiostream.
 package suggest
 
 // Distance is the Levenshtein edit distance between a and b, over bytes.
