@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -84,7 +86,14 @@ func TestAlertsEndToEnd(t *testing.T) {
 		"CARDIOSTREAM_WEBHOOK__INITIAL_BACKOFF=20ms",
 		"CARDIOSTREAM_WEBHOOK__MAX_BACKOFF=200ms",
 	)
-	sys := start(t, env, "standalone", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+	// Only the accuracy rule, with the deployment guide's threshold and
+	// minimum sample count: a latency or error-rate alert on a loaded CI
+	// machine must not change the counts below.
+	rules := filepath.Join(t.TempDir(), "rules.yml")
+	if err := os.WriteFile(rules, []byte("monitor:\n  rules:\n    - name: accuracy\n      metric: accuracy\n      comparator: \"<\"\n      threshold: 0.80\n      min_samples: 50\n      severity: critical\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sys := start(t, env, "standalone", "--config", rules, "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
 	js := connectTo(t, sys.info.NATSURL)
 	ctx := context.Background()
 	subj := schemas.NewSubjects("")
