@@ -82,11 +82,7 @@ func redactValue(key string, v reflect.Value) any {
 	case t.Kind() == reflect.String:
 		s := v.String()
 		if strings.HasSuffix(key, ".url") && s != "" {
-			parts := strings.Split(s, ",")
-			for i, p := range parts {
-				parts[i] = redactURL(strings.TrimSpace(p))
-			}
-			return strings.Join(parts, ",")
+			return RedactURLs(s)
 		}
 		return s
 	case t.Kind() == reflect.Struct && reflect.PointerTo(t).Implements(textUnmarshalerType):

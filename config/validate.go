@@ -259,6 +259,16 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// RedactURLs is redactURL over a comma-separated list of URLs (a NATS
+// server list): what logs and errors may show of a configured URL.
+func RedactURLs(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		parts[i] = redactURL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
+
 // redactURL drops a URL's credentials and path (webhook URLs often carry a
 // token in the path) for messages and Redacted.
 func redactURL(raw string) string {

@@ -22,7 +22,9 @@ const defaultClientURL = "nats://127.0.0.1:4222"
 // that is not reachable yet is retried with backoff until ctx ends, so
 // processes can start in any order.
 func connectNATS(ctx context.Context, cfg *config.Config, url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
-	log = log.With("component", "nats", "url", url)
+	// A URL may carry a password (nats://user:pass@host): never log it whole.
+	shown := config.RedactURLs(url)
+	log = log.With("component", "nats", "url", shown)
 	// Name, timeouts, reconnects, and for an external server its token,
 	// credentials and TLS come from the configuration.
 	opts := append(cfg.NATS.ClientOptions(),
@@ -45,16 +47,16 @@ func connectNATS(ctx context.Context, cfg *config.Config, url, name string, log 
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", shown, err)
 	}
-	if err := waitConnected(ctx, nc, log); err != nil {
+	if err := waitConnected(ctx, nc, shown, log); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return nc, nil
 }
 
-func waitConnected(ctx context.Context, nc *nats.Conn, log *slog.Logger) error {
+func waitConnected(ctx context.Context, nc *nats.Conn, shownURL string, log *slog.Logger) error {
 	start := time.Now()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -66,7 +68,7 @@ func waitConnected(ctx context.Context, nc *nats.Conn, log *slog.Logger) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for NATS at %s: %w", nc.Opts.Url, ctx.Err())
+			return fmt.Errorf("waiting for NATS at %s: %w", shownURL, ctx.Err())
 		case <-t.C:
 		}
 	}

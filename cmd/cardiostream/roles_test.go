@@ -210,3 +210,30 @@ func TestScorerStartsBeforeNATS(t *testing.T) {
 	}
 	done <- 0 // for the cleanup
 }
+
+// TestNATSPasswordNeverLogged: a NATS URL with credentials is shown
+// redacted in logs and errors while the process waits for the server.
+func TestNATSPasswordNeverLogged(t *testing.T) {
+	const password = "pw-Zq8-never-print"
+	url := fmt.Sprintf("nats://alice:%s@127.0.0.1:%d", password, natstest.FreePort(t))
+	var out, errb syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	c := &cli{stdout: &out, stderr: &errb, environ: testEnviron()}
+	go func() { done <- c.execute(ctx, []string{"scorer", "--nats-url", url, "--metrics-addr", "127.0.0.1:0"}) }()
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(errb.String(), "waiting for NATS") {
+			return fmt.Errorf("no waiting message yet")
+		}
+		return nil
+	})
+	cancel()
+	<-done
+	logs := out.String() + errb.String()
+	if strings.Contains(logs, password) {
+		t.Fatalf("the password appears in the output:\n%s", logs)
+	}
+	if !strings.Contains(logs, "REDACTED@127.0.0.1") {
+		t.Errorf("the logs do not name the (redacted) server:\n%s", logs)
+	}
+}
