@@ -98,24 +98,7 @@ func (h *harness) start(cfg Config, clock *fakeClock) *running {
 	if err != nil {
 		h.tb.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					h.tb.Errorf("Run returned %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				h.tb.Errorf("Run did not return after cancel")
-			}
-		})
-	}
-	h.tb.Cleanup(stop)
+	stop := natstest.RunInBackground(h.tb, m.Run, 20*time.Second)
 	natstest.Eventually(h.tb, 10*time.Second, m.Ready)
 	return &running{m: m, reg: reg, stop: stop}
 }

@@ -3,6 +3,7 @@ package natstest
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,4 +153,31 @@ func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string) []jets
 		}
 	}
 	return out
+}
+
+// RunInBackground runs a component's Run(ctx) in a goroutine. stop cancels
+// its context and waits up to timeout for Run to return, reporting a Run
+// error or a hang as a test error; it runs once (later calls do nothing) and
+// is also registered as a cleanup.
+func RunInBackground(tb testing.TB, run func(context.Context) error, timeout time.Duration) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("Run returned %v, want nil", err)
+				}
+			case <-time.After(timeout):
+				tb.Errorf("Run did not return %s after its context ended", timeout)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }

@@ -236,23 +236,11 @@ func startNotifier(tb testing.TB, cfg Config, e *testEnv, opts ...Option) *runni
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	stopRun := natstest.RunInBackground(tb, n.Run, 15*time.Second)
 	var once sync.Once
 	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					tb.Errorf("Run returned %v, want nil", err)
-				}
-			case <-time.After(15 * time.Second):
-				tb.Errorf("Run did not return 15s after its context ended")
-			}
-			checkLogsClean(tb, logs.String())
-		})
+		stopRun()
+		once.Do(func() { checkLogsClean(tb, logs.String()) })
 	}
 	tb.Cleanup(stop)
 	return &running{n: n, reg: reg, logs: logs, stop: stop}
