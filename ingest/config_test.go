@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,17 @@ func TestRepeatID(t *testing.T) {
 		if got := RepeatID(tt.row, "src", tt.rep); got != tt.want {
 			t.Errorf("RepeatID(%s, %d) = %s, want %s", tt.row.ID, tt.rep, got, tt.want)
 		}
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	r := Report{Files: 2, Rows: 10, ParseErrors: 1, Records: 9, DuplicateRecords: 3, Outcomes: 9, Duration: 1500 * time.Millisecond}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"files":2,"rows":10,"parse_errors":1,"records":9,"duplicate_records":3,"failed_records":0,"outcomes":9,"duplicate_outcomes":0,"failed_outcomes":0,"outcomes_skipped":0,"outcomes_not_sent":0,"unconfirmed":0,"duration_seconds":1.5}`
+	if string(b) != want {
+		t.Errorf("JSON\n got %s\nwant %s", b, want)
 	}
 }

@@ -26,34 +26,44 @@ const maxLoggedParseErrors = 20
 // so with Repeat N a row counts N times; Rows and ParseErrors count file
 // rows once.
 type Report struct {
-	Files int
+	Files int `json:"files"`
 	// Rows is the number of rows that parsed, over all files (one repetition).
-	Rows int
+	Rows int `json:"rows"`
 	// ParseErrors counts rows that could not be parsed (or had a duplicate
 	// id); they were reported with file and line and not published.
-	ParseErrors int
+	ParseErrors int `json:"parse_errors"`
 	// Records is the number of records acknowledged by JetStream, including
 	// DuplicateRecords: those the stream already held under the same
 	// message id (a re-run within the duplicate window) and did not store again.
-	Records          int
-	DuplicateRecords int
+	Records          int `json:"records"`
+	DuplicateRecords int `json:"duplicate_records"`
 	// FailedRecords could not be published (after retries, or refused for
 	// good, e.g. too large); each was logged with file, line and id.
-	FailedRecords int
+	FailedRecords int `json:"failed_records"`
 	// Outcomes is the number of outcomes acknowledged, including DuplicateOutcomes.
-	Outcomes          int
-	DuplicateOutcomes int
-	FailedOutcomes    int
+	Outcomes          int `json:"outcomes"`
+	DuplicateOutcomes int `json:"duplicate_outcomes"`
+	FailedOutcomes    int `json:"failed_outcomes"`
 	// OutcomesSkipped counts published records without a label (a "?" num,
 	// or a file without a label column): no outcome exists for them.
-	OutcomesSkipped int
+	OutcomesSkipped int `json:"outcomes_skipped"`
 	// OutcomesNotSent counts stored records whose outcome was still waiting
 	// for its delay when the replay was cancelled.
-	OutcomesNotSent int
+	OutcomesNotSent int `json:"outcomes_not_sent"`
 	// Unconfirmed counts publishes whose ack was outstanding when the replay
 	// was cancelled: they may or may not be stored.
-	Unconfirmed int
-	Duration    time.Duration
+	Unconfirmed int           `json:"unconfirmed"`
+	Duration    time.Duration `json:"-"`
+}
+
+// MarshalJSON writes the report with snake_case keys and the duration in
+// seconds (the replay command prints it as its last line).
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	return json.Marshal(struct {
+		plain
+		DurationSeconds float64 `json:"duration_seconds"`
+	}{plain(r), r.Duration.Seconds()})
 }
 
 // LogValue lets a Report be logged as one group.

@@ -167,7 +167,11 @@ func TestEndToEndUCI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("replay exited %d:\n%s", code, stderr)
 	}
-	var rep struct{ Records, Outcomes, ParseErrors int }
+	var rep struct {
+		Records     int `json:"records"`
+		Outcomes    int `json:"outcomes"`
+		ParseErrors int `json:"parse_errors"`
+	}
 	if err := json.Unmarshal([]byte(lastLine(stdout)), &rep); err != nil {
 		t.Fatalf("replay report %q: %v", lastLine(stdout), err)
 	}
