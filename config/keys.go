@@ -114,29 +114,29 @@ func (s *schema) walk(prefix string, t reflect.Type) {
 }
 
 // check says what is wrong with giving key the value v; "" when nothing.
-func (s *schema) check(key string, v any) (kind error, msg string) {
+func (s *schema) check(key string, v any) (msg string, kind error) {
 	if _, ok := s.leaves[key]; ok {
 		if _, isMap := v.(map[string]any); isMap {
-			return ErrBadValue, "takes a single value, not a mapping of keys"
+			return "takes a single value, not a mapping of keys", ErrBadValue
 		}
-		return nil, ""
+		return "", nil
 	}
 	if s.sections[key] || s.open[key] {
 		if _, isMap := v.(map[string]any); !isMap {
-			return ErrBadValue, fmt.Sprintf("is a section: give it a mapping of keys, not %s", describe(key, v))
+			return fmt.Sprintf("is a section: give it a mapping of keys, not %s", describe(key, v)), ErrBadValue
 		}
-		return nil, ""
+		return "", nil
 	}
 	for p := range s.open {
 		if strings.HasPrefix(key, p+".") {
-			return nil, ""
+			return "", nil
 		}
 	}
 	msg = "unknown key"
 	if sug := s.suggest(key); sug != "" {
 		msg += fmt.Sprintf("; did you mean %s?", sug)
 	}
-	return ErrUnknownKey, msg
+	return msg, ErrUnknownKey
 }
 
 // suggest returns the known key nearest to a misspelt one, or "".

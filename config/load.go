@@ -177,7 +177,7 @@ func (l *loader) merge(layer map[string]any, sourceOf func(key string) string) {
 	flat, _ := maps.Flatten(pruneNil(layer), nil, ".")
 	good := make(map[string]any, len(flat))
 	for key, v := range flat {
-		if kind, msg := configSchema.check(key, v); kind != nil {
+		if msg, kind := configSchema.check(key, v); kind != nil {
 			l.ps.add(kind, key, fmt.Sprintf("%s (from %s)", msg, sourceOf(key)))
 			continue
 		}

@@ -162,7 +162,6 @@ func (l *csvLayout) parse(rec []string) (Row, error) {
 type csvReader struct {
 	r      *csv.Reader
 	layout csvLayout
-	name   string
 }
 
 func newCSVReader(rd io.Reader, opts readOptions) (*csvReader, error) {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/cardiostream/cardiostream/internal/streams"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -286,6 +285,3 @@ func (r Rule) validate(field string) []error {
 }
 
 func validBucket(s string) bool { return schemas.ValidToken(s) }
-
-// consumerNames are the durable consumers the monitor reads its inputs with.
-var consumerNames = [...]string{streams.ConsumerMonitorPredictions, streams.ConsumerMonitorOutcomes, streams.ConsumerMonitorDeadLetter}

@@ -146,37 +146,6 @@ func (s *system) run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// waitReady polls every component's readiness until all are ready or ctx ends.
-func (s *system) waitReady(ctx context.Context) error {
-	checks := map[string]func() error{}
-	if s.scorer != nil {
-		checks["scorer"] = s.scorer.Ready
-	}
-	if s.monitor != nil {
-		checks["monitor"] = s.monitor.Ready
-		checks["alert_webhook"] = s.notifier.Ready
-	}
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var notReady error
-		for name, c := range checks {
-			if err := c(); err != nil {
-				notReady = fmt.Errorf("%s: %w", name, err)
-				break
-			}
-		}
-		if notReady == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for components to become ready: %w (last: %v)", ctx.Err(), notReady)
-		case <-t.C:
-		}
-	}
-}
-
 // drainConn drains nc (flushing outstanding publishes) within timeout.
 func drainConn(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
 	done := make(chan struct{})

@@ -157,12 +157,6 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 }
 
-func (rc *receiver) setRespond(f func(n int, r *http.Request, w http.ResponseWriter) int) {
-	rc.mu.Lock()
-	rc.respond = f
-	rc.mu.Unlock()
-}
-
 func (rc *receiver) requests() []request {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
