@@ -35,7 +35,8 @@ type Monitor struct {
 	metrics  *metrics
 
 	running     atomic.Bool
-	ready       atomic.Bool
+	ready       atomic.Bool  // the ledger is replayed up to its start-up end
+	consuming   atomic.Bool  // the input consumers are being read
 	evaluations atomic.Int64 // completed rule evaluations (tests wait on it)
 
 	// Set by setup, before any goroutine that uses them starts.
@@ -105,10 +106,11 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, reg prom
 	return m, nil
 }
 
-// Ready returns nil once the consumers and buckets exist and the ledger has
-// been replayed up to where it stood at start-up.
+// Ready returns nil once the consumers and buckets exist, the ledger has
+// been replayed up to where it stood at start-up, and the inputs are being
+// consumed.
 func (m *Monitor) Ready() error {
-	if !m.ready.Load() {
+	if !m.ready.Load() || !m.consuming.Load() {
 		return ErrNotReady
 	}
 	return nil
@@ -133,13 +135,20 @@ func (m *Monitor) Run(ctx context.Context) error {
 
 	reader, err := m.startLedgerReader(ctx, target)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // ctx ended during start-up: a clean shutdown
+		}
 		return err
 	}
 	consumers, err := m.startInputs(ctx, workCtx)
 	if err != nil {
 		reader.Stop()
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
+	m.consuming.Store(true)
 
 	var wg sync.WaitGroup
 	wg.Go(func() { m.evaluateLoop(ctx, workCtx) })
@@ -165,6 +174,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		m.log.Warn("final checkpoint failed; the next start replays more of the ledger", "err", err)
 	}
 	m.ready.Store(false)
+	m.consuming.Store(false)
 	m.log.Info("monitor stopped")
 	return nil
 }

@@ -74,3 +74,18 @@ func TestStandaloneSIGTERM(t *testing.T) {
 		t.Errorf("stderr does not say it stopped:\n%s", stderr.String())
 	}
 }
+
+// TestStopDuringStartup cancels standalone (as SIGTERM does) at once after it
+// starts serving, while its components are still setting up: that is a
+// clean shutdown too, exit 0, every time.
+func TestStopDuringStartup(t *testing.T) {
+	for i := 0; i < 12; i++ {
+		r := start(t, testEnviron(), "standalone", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0")
+		// Stop at a different point of the start-up each time (not waiting
+		// for a condition: the spread is the point).
+		time.Sleep(time.Duration(i) * 2 * time.Millisecond)
+		if code := r.stop(t); code != 0 {
+			t.Fatalf("run %d: exit %d after an early stop; stderr:\n%s", i, code, r.stderr.String())
+		}
+	}
+}

@@ -145,7 +145,9 @@ func (c *cli) runStandalone(ctx context.Context, cfg *config.Config, replay []st
 		})
 	}
 	err = g.Wait()
-	if err != nil && ctx.Err() == nil && runCtx.Err() != nil && errors.Is(err, context.Canceled) {
+	// Cancellation (a signal, or the end of --exit-after-replay) is a clean
+	// shutdown, whichever component noticed it first.
+	if err != nil && runCtx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	log.Info("stopped")
