@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cardiostream/cardiostream/internal/streams"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -204,11 +205,11 @@ func (m *Monitor) setupWithRetry(ctx context.Context) (uint64, error) {
 func (m *Monitor) setup(ctx context.Context) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*m.cfg.OpTimeout)
 	defer cancel()
-	ledger, err := m.js.CreateOrUpdateStream(ctx, ledgerStreamConfig(m.cfg, m.subjects))
+	ledger, err := streams.EnsureStream(ctx, m.js, ledgerStreamConfig(m.cfg, m.subjects))
 	if err != nil {
 		return 0, fmt.Errorf("creating ledger stream %s: %w", m.cfg.Ledger.Stream, err)
 	}
-	m.pending, err = m.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	m.pending, err = streams.EnsureKeyValue(ctx, m.js, jetstream.KeyValueConfig{
 		Bucket:      m.cfg.PendingBucket,
 		Description: "cardiostream monitor: the side of each join that arrived first",
 		History:     1,
@@ -219,7 +220,7 @@ func (m *Monitor) setup(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("creating pending bucket %s: %w", m.cfg.PendingBucket, err)
 	}
-	m.state, err = m.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	m.state, err = streams.EnsureKeyValue(ctx, m.js, jetstream.KeyValueConfig{
 		Bucket:      m.cfg.StateBucket,
 		Description: "cardiostream monitor: aggregate checkpoint",
 		History:     1,
@@ -242,7 +243,9 @@ func (m *Monitor) setup(ctx context.Context) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
+		m.mu.Lock() // Snapshot (a /metrics scrape) may read it already
 		r.st = st
+		m.mu.Unlock()
 	}
 	if err := m.loadCheckpoint(ctx); err != nil {
 		return 0, err

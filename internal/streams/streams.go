@@ -143,12 +143,12 @@ func orUnlimited(v int64) int64 {
 	return v
 }
 
-// Ensure creates or updates every stream. It is idempotent and safe to call
-// from many processes at once.
+// Ensure creates every stream, or updates the ones whose configuration
+// differs. It is idempotent and safe to call from many processes at once.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	for _, sc := range cfg.StreamConfigs() {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("creating or updating stream %s: %w", sc.Name, err)
+		if _, err := EnsureStream(ctx, js, sc); err != nil {
+			return err
 		}
 	}
 	return nil

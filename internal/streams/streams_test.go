@@ -2,10 +2,12 @@ package streams_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardiostream/cardiostream/internal/natstest"
@@ -88,5 +90,69 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v, want one naming %s", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestEnsureUpdatesOnlyWhatChanged: calling Ensure again with the same
+// configuration sends no stream update (no UPDATED advisory); a changed
+// limit sends exactly one, for that stream. The same holds for KV buckets.
+func TestEnsureUpdatesOnlyWhatChanged(t *testing.T) {
+	ns := natstest.RunServer(t)
+	nc, js := natstest.Connect(t, ns)
+	ctx := context.Background()
+	updates := make(chan string, 100)
+	sub, err := nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.UPDATED.>", func(m *nats.Msg) { updates <- m.Subject })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	cfg := streams.DefaultConfig()
+	kvCfg := jetstream.KeyValueConfig{Bucket: "TEST_BUCKET", TTL: time.Hour, History: 1, Storage: jetstream.FileStorage}
+	for i := 0; i < 3; i++ {
+		if err := streams.Ensure(ctx, js, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := streams.EnsureKeyValue(ctx, js, kvCfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Predictions.MaxAge = 12 * time.Hour
+	if err := streams.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	kvCfg.TTL = 2 * time.Hour
+	if _, err := streams.EnsureKeyValue(ctx, js, kvCfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	natstest.Eventually(t, 5*time.Second, func() error {
+		for {
+			select {
+			case s := <-updates:
+				got = append(got, s)
+				continue
+			default:
+			}
+			break
+		}
+		if len(got) < 2 {
+			return fmt.Errorf("updates so far: %v", got)
+		}
+		return nil
+	})
+	want := []string{"$JS.EVENT.ADVISORY.STREAM.UPDATED.PREDICTIONS", "$JS.EVENT.ADVISORY.STREAM.UPDATED.KV_TEST_BUCKET"}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("stream updates %v, want exactly %v", got, want)
+	}
+	s, err := js.Stream(ctx, schemas.StreamPredictions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CachedInfo().Config.MaxAge != 12*time.Hour {
+		t.Errorf("PREDICTIONS max_age = %v after the update", s.CachedInfo().Config.MaxAge)
 	}
 }
