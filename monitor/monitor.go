@@ -360,8 +360,11 @@ func (m *Monitor) startInputs(ctx, workCtx context.Context) ([]jetstream.Consume
 		}
 		errs := newErrorLog(m.log, "input", "input", in.name)
 		for range m.cfg.Consumer.Workers {
+			// Pull expiry of a few seconds with heartbeats rather than the
+			// 30 s default, so a lost pull request stalls an input briefly.
 			cc, err := cons.Consume(func(msg jetstream.Msg) { m.handle(workCtx, in, msg, errs) },
 				jetstream.PullMaxMessages(m.cfg.Consumer.BatchSize),
+				jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
 				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { errs.failed(err) }))
 			if err != nil {
 				stopAll()

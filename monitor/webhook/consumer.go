@@ -14,6 +14,9 @@ import (
 // infoTimeout bounds each JetStream API call the notifier makes.
 const infoTimeout = 5 * time.Second
 
+// pullExpiry is how long one pull request waits before it is renewed.
+const pullExpiry = 5 * time.Second
+
 // consumerConfig is the delivery consumer: one alert in flight across every
 // notifier sharing it, so alerts are delivered strictly in stream order;
 // never given up by the server (the notifier decides when to give up).
@@ -89,7 +92,11 @@ func (n *Notifier) createConsumer(ctx context.Context) (jetstream.Consumer, erro
 func (n *Notifier) consume(ctx context.Context, cons jetstream.Consumer) error {
 	// One message per pull: the server hands out only one unacknowledged
 	// alert anyway (MaxAckPending 1), and nothing sits in a local buffer.
-	it, err := cons.Messages(jetstream.PullMaxMessages(1))
+	// A short pull expiry with heartbeats: a pull request that goes
+	// unanswered (seen under load with MaxAckPending 1) is replaced within
+	// seconds instead of after the 30 s default (see shared notes on
+	// JetStream stalls).
+	it, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullExpiry/4))
 	if err != nil {
 		return fmt.Errorf("starting to consume: %w", err)
 	}
