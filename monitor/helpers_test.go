@@ -147,35 +147,52 @@ func (h *harness) deadLetter(source, id string, stage schemas.Stage) {
 // the whole ledger.
 func (h *harness) settle(r *running) {
 	h.tb.Helper()
+	// The server updates a consumer's pending count asynchronously after a
+	// publish, so "nothing pending" right after publishing can be stale:
+	// the condition must hold on several polls in a row.
+	stable := 0
 	natstest.Eventually(h.tb, 20*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, in := range r.m.inputs() {
-			c, err := h.js.Consumer(ctx, in.stream, in.consumer)
-			if err != nil {
-				return err
-			}
-			info, err := c.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if info.NumPending != 0 || info.NumAckPending != 0 {
-				return fmt.Errorf("%s: %d pending, %d unacked", in.consumer, info.NumPending, info.NumAckPending)
-			}
-		}
-		s, err := h.js.Stream(ctx, r.m.cfg.Ledger.Stream)
-		if err != nil {
+		if err := h.settledOnce(r); err != nil {
+			stable = 0
 			return err
 		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if got := r.m.Snapshot().LedgerSequence; got != info.State.LastSeq {
-			return fmt.Errorf("folded ledger up to %d of %d", got, info.State.LastSeq)
+		if stable++; stable < 5 {
+			return fmt.Errorf("settled on %d polls in a row, want 5", stable)
 		}
 		return nil
 	})
+}
+
+// settledOnce reports whether, right now, every input consumer has nothing
+// pending or unacked and the fold has reached the ledger's end.
+func (h *harness) settledOnce(r *running) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, in := range r.m.inputs() {
+		c, err := h.js.Consumer(ctx, in.stream, in.consumer)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("%s: %d pending, %d unacked", in.consumer, info.NumPending, info.NumAckPending)
+		}
+	}
+	s, err := h.js.Stream(ctx, r.m.cfg.Ledger.Stream)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if got := r.m.Snapshot().LedgerSequence; got != info.State.LastSeq {
+		return fmt.Errorf("folded ledger up to %d of %d", got, info.State.LastSeq)
+	}
+	return nil
 }
 
 // waitEvaluations waits until the monitor has evaluated its rules n more times.
