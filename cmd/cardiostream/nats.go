@@ -86,7 +86,9 @@ func connectAndSetup(ctx context.Context, cfg *config.Config, url, name string, 
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := newJetStream(nc, cfg)
+	// A plain context: the scorer publishes through its own, sized to its
+	// ack window, and the replay through one with ingest's options.
+	js, err := jetstream.New(nc)
 	if err == nil {
 		err = ensureStreams(ctx, js, cfg.Streams, log)
 	}
@@ -95,24 +97,6 @@ func connectAndSetup(ctx context.Context, cfg *config.Config, url, name string, 
 		return nil, nil, err
 	}
 	return nc, js, nil
-}
-
-// newJetStream returns a JetStream context whose async publish window and
-// ack timeout fit the scorer's settings (see notes: a lost publish ack never
-// resolves without a timeout, and the window must cover MaxAckPending).
-func newJetStream(nc *nats.Conn, cfg *config.Config) (jetstream.JetStream, error) {
-	pending := cfg.Scorer.MaxAckPending
-	if pending < 4096 {
-		pending = 4096
-	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(pending),
-		jetstream.WithPublishAsyncTimeout(nonZero(cfg.Scorer.PublishTimeout, 10*time.Second)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("creating JetStream context: %w", err)
-	}
-	return js, nil
 }
 
 // ensureStreams creates or updates the streams, retrying until ctx ends: on a
@@ -146,11 +130,4 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg streams.Conf
 			backoff *= 2
 		}
 	}
-}
-
-func nonZero(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardiostream/cardiostream/internal/natstest"
@@ -87,5 +88,35 @@ func TestStopDuringStartup(t *testing.T) {
 		if code := r.stop(t); code != 0 {
 			t.Fatalf("run %d: exit %d after an early stop; stderr:\n%s", i, code, r.stderr.String())
 		}
+	}
+}
+
+// TestAPIKeyGuardsEmbeddedServer: with API_KEY set, the embedded server
+// refuses clients without it and serves clients that present it, and the
+// system itself (which uses it) still scores.
+func TestAPIKeyGuardsEmbeddedServer(t *testing.T) {
+	const key = "clinic-key-0123456789abcdef"
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	sys := start(t, testEnviron("API_KEY="+key), "standalone", "--data-dir", t.TempDir(), "--nats-listen", natsAddr, "--metrics-addr", "127.0.0.1:0")
+
+	if nc, err := nats.Connect("nats://"+natsAddr, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("a client without the API key was let in")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Errorf("refusal %q does not say authorization", err)
+	}
+	js := connectTo(t, "nats://"+key+"@"+natsAddr)
+	rec := `{"id":"key-1","features":{"age":50,"sex":0,"cp":3}}`
+	if _, err := js.Publish(context.Background(), "cardio.records.clinic-a", []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if n := len(natstest.StreamMessages(t, js, schemas.StreamPredictions)); n != 1 {
+			return fmt.Errorf("%d predictions", n)
+		}
+		return nil
+	})
+	if strings.Contains(sys.stderr.String(), key) {
+		t.Error("the API key appears in the logs")
 	}
 }

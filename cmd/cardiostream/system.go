@@ -33,8 +33,6 @@ type roles struct {
 // system is the set of components one process runs, wired to one NATS
 // connection and one metrics registry.
 type system struct {
-	log      *slog.Logger
-	reg      *prometheus.Registry
 	ops      *ops.Server
 	scorer   *scorer.Scorer
 	monitor  *monitor.Monitor
@@ -91,7 +89,7 @@ func newOps(cfg *config.Config, reg *prometheus.Registry, log *slog.Logger) (*op
 // newSystem builds the components for r and registers their readiness on
 // srv. Nothing runs until run.
 func newSystem(cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r roles, reg *prometheus.Registry, srv *ops.Server, log *slog.Logger) (*system, error) {
-	s := &system{log: log, reg: reg, ops: srv}
+	s := &system{ops: srv}
 	s.ops.AddCheck("nats", func() error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("not connected (%s)", nc.Status())
