@@ -11,6 +11,8 @@ Outputs (overwritten, byte-for-byte reproducible; no timestamps anywhere):
     models/heart-xgb/manifest.json  name, version, schema, threshold, checksums, metrics
     models/heart-xgb/golden.csv     all 920 rows + XGBoost probability (parity reference)
     models/heart-xgb/heldout.csv    the held-out rows with label (evaluation set)
+    models/heart-xgb-1.1.0/         the same four files for version 1.1.0 (VARIANTS)
+    internal/registry/testdata/poor/  a model trained on shuffled labels (POOR)
 
 See training/README.md for the data handling, split and hyper-parameter choice.
 """
@@ -153,34 +155,33 @@ def sha256_file(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    root = repo_root()
-    ap.add_argument("--data", default=os.path.join(root, "datasets", "uci-heart-disease"))
-    ap.add_argument("--out", default=os.path.join(root, "models", NAME))
-    args = ap.parse_args()
+# Further honest versions: fixed hyper-parameters chosen in advance (not by
+# looking at the held-out rows), trained on the same training part, so the
+# model lifecycle (push, activate, shadow, rollback) runs on real models.
+VARIANTS = [
+    {
+        "version": "1.1.0",
+        "dir": os.path.join("models", "heart-xgb-1.1.0"),
+        "params": {"max_depth": 3, "eta": 0.05, "num_boost_round": 150, "min_child_weight": 3},
+        "note": "deeper trees, more rounds; fixed in advance, not tuned on the held-out rows",
+    },
+]
 
-    X, y, site, line, data_sha = load(args.data)
-    if len(y) != 920:
-        sys.exit(f"expected 920 rows, got {len(y)}")
-    strata = np.char.add(np.char.add(site.astype(str), "_"), y.astype(str))
-    idx = np.arange(len(y))
-    tr_idx, ho_idx = train_test_split(idx, test_size=HELDOUT_FRACTION, random_state=SEED,
-                                      shuffle=True, stratify=strata)
-    tr_idx, ho_idx = np.sort(tr_idx), np.sort(ho_idx)
+# A deliberately poor model for the registry's gate tests: the same features
+# and hyper-parameters as 1.0.0, trained on the training part's labels
+# shuffled (so it learns nothing real). Its manifest records its honest,
+# poor held-out metrics.
+POOR = {
+    "name": "heart-xgb-poor",
+    "version": "0.0.1-shuffled",
+    "dir": os.path.join("internal", "registry", "testdata", "poor"),
+    "params": {"max_depth": 2, "eta": 0.05, "num_boost_round": 100, "min_child_weight": 3},
+    "note": "trained on shuffled labels (test data: the validation gates must refuse it)",
+}
 
-    # Hyper-parameters: CV on the training part only; held-out rows are never looked at.
-    best, best_auc = None, -1.0
-    for cfg in GRID:
-        auc = cv_score(cfg, X[tr_idx], y[tr_idx], strata[tr_idx])
-        print(f"cv auc={auc:.4f} {cfg}", file=sys.stderr)
-        if auc > best_auc + 1e-12:
-            best, best_auc = cfg, auc
-    print(f"chosen {best} cv_auc={best_auc:.4f}", file=sys.stderr)
 
-    params = {"max_depth": best["max_depth"], "eta": best["eta"], "min_child_weight": best["min_child_weight"]}
-    booster = train(params, X[tr_idx], y[tr_idx], best["num_boost_round"])
-
+def write_artifact(out, name, version, booster, X, y, site, line, tr_idx, ho_idx, data_sha, hyper, cv_auc, note=None):
+    """Write model.json, golden.csv, heldout.csv and manifest.json into out."""
     p_all = predict(booster, X)
     p_ho = p_all[ho_idx]
     y_ho = y[ho_idx]
@@ -190,12 +191,12 @@ def main():
         "heldout_brier": round(float(brier_score_loss(y_ho, p_ho)), 6),
         "heldout_rows": int(len(ho_idx)),
         "train_rows": int(len(tr_idx)),
-        "cv_auc": round(best_auc, 6),
+        "cv_auc": round(cv_auc, 6),
     }
-    print(json.dumps(metrics), file=sys.stderr)
+    print(f"{name} {version}: {json.dumps(metrics)}", file=sys.stderr)
 
-    os.makedirs(args.out, exist_ok=True)
-    model_path = os.path.join(args.out, "model.json")
+    os.makedirs(out, exist_ok=True)
+    model_path = os.path.join(out, "model.json")
     booster.save_model(model_path)
     # Re-load to make sure the written file is what the golden values describe.
     check = xgb.Booster(model_file=model_path)
@@ -205,16 +206,16 @@ def main():
     if not np.array_equal(p_check, p_all):
         sys.exit("re-loaded model predicts differently")
 
-    write_csv(os.path.join(args.out, "golden.csv"), FEATURE_NAMES + ["probability"],
+    write_csv(os.path.join(out, "golden.csv"), FEATURE_NAMES + ["probability"],
               [[fmt(v) for v in X[i]] + [fmt(p_all[i])] for i in range(len(y))])
-    write_csv(os.path.join(args.out, "heldout.csv"),
+    write_csv(os.path.join(out, "heldout.csv"),
               FEATURE_NAMES + ["label", "probability", "site", "source_line"],
               [[fmt(v) for v in X[i]] + [str(int(y[i])), fmt(p_all[i]), str(site[i]), str(int(line[i]))]
                for i in ho_idx])
 
     manifest = {
-        "name": NAME,
-        "version": VERSION,
+        "name": name,
+        "version": version,
         "feature_names": FEATURE_NAMES,
         "threshold": THRESHOLD,
         "objective": "binary:logistic",
@@ -224,7 +225,7 @@ def main():
         "model_file": "model.json",
         "model_sha256": sha256_file(model_path),
         "metrics": metrics,
-        "hyperparameters": {**{k: v for k, v in FIXED_PARAMS.items() if k != "eval_metric"}, **best},
+        "hyperparameters": {**{k: v for k, v in FIXED_PARAMS.items() if k != "eval_metric"}, **hyper},
         "split": {
             "method": "sklearn train_test_split, stratified by site_label, rows sorted by index",
             "heldout_fraction": HELDOUT_FRACTION,
@@ -237,9 +238,69 @@ def main():
         "seed": SEED,
         "created_by": "training/train.py",
     }
-    with open(os.path.join(args.out, "manifest.json"), "w", encoding="ascii", newline="\n") as f:
+    if note:
+        manifest["notes"] = note
+    with open(os.path.join(out, "manifest.json"), "w", encoding="ascii", newline="\n") as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = repo_root()
+    ap.add_argument("--data", default=os.path.join(root, "datasets", "uci-heart-disease"))
+    ap.add_argument("--out", default=None,
+                    help="directory of the main artifact (default <out-root>/models/heart-xgb)")
+    ap.add_argument("--out-root", default=root,
+                    help="root under which every artifact is written at its repository path")
+    ap.add_argument("--only-main", action="store_true", help="write only the main artifact")
+    args = ap.parse_args()
+    out_main = args.out or os.path.join(args.out_root, "models", NAME)
+
+    X, y, site, line, data_sha = load(args.data)
+    if len(y) != 920:
+        sys.exit(f"expected 920 rows, got {len(y)}")
+    strata = np.char.add(np.char.add(site.astype(str), "_"), y.astype(str))
+    idx = np.arange(len(y))
+    tr_idx, ho_idx = train_test_split(idx, test_size=HELDOUT_FRACTION, random_state=SEED,
+                                      shuffle=True, stratify=strata)
+    tr_idx, ho_idx = np.sort(tr_idx), np.sort(ho_idx)
+    # The held-out rows are the registry's evaluation set: no training or
+    # choice below ever sees them.
+    if np.intersect1d(tr_idx, ho_idx).size != 0:
+        sys.exit("training and held-out rows overlap")
+
+    # Hyper-parameters: CV on the training part only; held-out rows are never looked at.
+    best, best_auc = None, -1.0
+    for cfg in GRID:
+        auc = cv_score(cfg, X[tr_idx], y[tr_idx], strata[tr_idx])
+        print(f"cv auc={auc:.4f} {cfg}", file=sys.stderr)
+        if auc > best_auc + 1e-12:
+            best, best_auc = cfg, auc
+    print(f"chosen {best} cv_auc={best_auc:.4f}", file=sys.stderr)
+
+    params = {"max_depth": best["max_depth"], "eta": best["eta"], "min_child_weight": best["min_child_weight"]}
+    booster = train(params, X[tr_idx], y[tr_idx], best["num_boost_round"])
+    write_artifact(out_main, NAME, VERSION, booster, X, y, site, line, tr_idx, ho_idx, data_sha, best, best_auc)
+    if args.only_main:
+        return
+
+    for v in VARIANTS:
+        cfg = v["params"]
+        cv = cv_score(cfg, X[tr_idx], y[tr_idx], strata[tr_idx])
+        p = {k: cfg[k] for k in ("max_depth", "eta", "min_child_weight")}
+        b = train(p, X[tr_idx], y[tr_idx], cfg["num_boost_round"])
+        write_artifact(os.path.join(args.out_root, v["dir"]), NAME, v["version"], b, X, y, site, line,
+                       tr_idx, ho_idx, data_sha, cfg, cv, v["note"])
+
+    cfg = POOR["params"]
+    y_shuffled = y.copy()
+    y_shuffled[tr_idx] = np.random.RandomState(SEED).permutation(y[tr_idx])
+    p = {k: cfg[k] for k in ("max_depth", "eta", "min_child_weight")}
+    b = train(p, X[tr_idx], y_shuffled[tr_idx], cfg["num_boost_round"])
+    cv = cv_score(cfg, X[tr_idx], y_shuffled[tr_idx], strata[tr_idx])
+    write_artifact(os.path.join(args.out_root, POOR["dir"]), POOR["name"], POOR["version"], b, X, y, site, line,
+                   tr_idx, ho_idx, data_sha, cfg, cv, POOR["note"])
 
 
 if __name__ == "__main__":

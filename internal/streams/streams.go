@@ -49,6 +49,7 @@ type Config struct {
 	Outcomes    Limits `koanf:"outcomes"`
 	DeadLetter  Limits `koanf:"deadletter"`
 	Alerts      Limits `koanf:"alerts"`
+	Audit       Limits `koanf:"audit"`
 }
 
 // DefaultConfig returns the built-in topology defaults.
@@ -64,6 +65,8 @@ func DefaultConfig() Config {
 		Outcomes:        Limits{MaxAge: 30 * 24 * time.Hour},
 		DeadLetter:      Limits{MaxAge: 30 * 24 * time.Hour},
 		Alerts:          Limits{MaxAge: 90 * 24 * time.Hour},
+		// The model audit trail is small and kept for years.
+		Audit: Limits{MaxAge: 5 * 365 * 24 * time.Hour},
 	}
 }
 
@@ -89,7 +92,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("streams.max_msg_size: must be positive"))
 	}
 	for name, l := range map[string]Limits{"records": c.Records, "predictions": c.Predictions,
-		"outcomes": c.Outcomes, "deadletter": c.DeadLetter, "alerts": c.Alerts} {
+		"outcomes": c.Outcomes, "deadletter": c.DeadLetter, "alerts": c.Alerts, "audit": c.Audit} {
 		if l.MaxAge <= 0 {
 			errs = append(errs, fmt.Errorf("streams.%s.max_age: must be positive (explicit retention)", name))
 		}
@@ -100,7 +103,7 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// StreamConfigs returns the five stream configurations.
+// StreamConfigs returns the six stream configurations.
 func (c Config) StreamConfigs() []jetstream.StreamConfig {
 	s := c.Subjects()
 	storage := jetstream.FileStorage
@@ -133,6 +136,8 @@ func (c Config) StreamConfigs() []jetstream.StreamConfig {
 		mk(schemas.StreamOutcomes, "cardiostream labelled outcomes", s.AllOutcomes(), c.Outcomes, jetstream.DiscardNew),
 		mk(schemas.StreamDeadLetter, "cardiostream records that could not be scored, with reasons", s.AllDeadLetter(), c.DeadLetter, jetstream.DiscardNew),
 		mk(schemas.StreamAlerts, "cardiostream alert transitions (the webhook outbox)", s.AllAlerts(), c.Alerts, jetstream.DiscardNew),
+		// Audit entries are refused, never dropped, when AUDIT is full.
+		mk(schemas.StreamAudit, "cardiostream model lifecycle audit trail", s.AllAudit(), c.Audit, jetstream.DiscardNew),
 	}
 }
 

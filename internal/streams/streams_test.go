@@ -36,6 +36,7 @@ func TestEnsureIsIdempotentAndApplies(t *testing.T) {
 		schemas.StreamOutcomes:    "cardio.outcomes.>",
 		schemas.StreamDeadLetter:  "cardio.deadletter.>",
 		schemas.StreamAlerts:      "cardio.alerts.>",
+		schemas.StreamAudit:       "cardio.audit.>",
 	}
 	for name, subj := range want {
 		s, err := js.Stream(ctx, name)

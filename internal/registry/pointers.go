@@ -1,0 +1,213 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// ChangeOptions describe one pointer change.
+type ChangeOptions struct {
+	Actor  string
+	Reason string
+	// Force bypasses failed quality gates (never integrity: a tampered or
+	// unsigned artifact is refused regardless). Refused in production.
+	Force bool
+}
+
+// ChangeResult says what a pointer change did.
+type ChangeResult struct {
+	Action  string   `json:"action"`
+	Key     string   `json:"pointer"`
+	From    string   `json:"from_version,omitempty"`
+	To      string   `json:"to_version,omitempty"`
+	Pointer *Pointer `json:"new_pointer,omitempty"`
+	// Unchanged is true when the pointer already had the asked-for value.
+	Unchanged bool        `json:"unchanged"`
+	Forced    bool        `json:"forced"`
+	Gates     *GateReport `json:"gates,omitempty"`
+}
+
+// maxCASAttempts bounds the retries when another actor changes the pointer
+// between our read and our compare-and-set.
+const maxCASAttempts = 5
+
+// Activate makes version the active one after it passes the gates.
+func (r *Registry) Activate(ctx context.Context, version string, opts ChangeOptions) (*ChangeResult, error) {
+	return r.change(ctx, schemas.AuditActivate, KeyActive, opts, func(*Pointer) (string, error) { return version, nil })
+}
+
+// Rollback makes the previously active version (or to, when set) active
+// again, after it passes the gates.
+func (r *Registry) Rollback(ctx context.Context, to string, opts ChangeOptions) (*ChangeResult, error) {
+	return r.change(ctx, schemas.AuditRollback, KeyActive, opts, func(cur *Pointer) (string, error) {
+		switch {
+		case to != "":
+			return to, nil
+		case cur == nil || cur.Previous == "":
+			return "", fmt.Errorf("%w: the active pointer records none (use --to VERSION; see `cardiostream model history`)", ErrNoPrevious)
+		}
+		return cur.Previous, nil
+	})
+}
+
+// SetShadow makes version the shadow (challenger) after it passes the gates.
+func (r *Registry) SetShadow(ctx context.Context, version string, opts ChangeOptions) (*ChangeResult, error) {
+	return r.change(ctx, schemas.AuditShadowSet, KeyShadow, opts, func(*Pointer) (string, error) { return version, nil })
+}
+
+// ShadowOff removes the shadow pointer. Without a shadow it is a no-op.
+func (r *Registry) ShadowOff(ctx context.Context, opts ChangeOptions) (*ChangeResult, error) {
+	ctx, cancel := r.opCtx(ctx)
+	defer cancel()
+	res := &ChangeResult{Action: schemas.AuditShadowOff, Key: KeyShadow}
+	for range maxCASAttempts {
+		cur, rev, err := r.pointer(ctx, KeyShadow)
+		if err != nil {
+			return nil, err
+		}
+		if cur == nil {
+			res.Unchanged = true
+			return res, nil
+		}
+		err = r.kv.Delete(ctx, KeyShadow, jetstream.LastRevision(rev))
+		if isRevisionConflict(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("removing the shadow pointer: %w", err)
+		}
+		res.From = cur.Version
+		return res, r.Audit(ctx, schemas.AuditEntry{
+			Action: schemas.AuditShadowOff, Actor: opts.Actor, FromVersion: cur.Version, SHA256: cur.SHA256, Reason: opts.Reason,
+		})
+	}
+	return nil, fmt.Errorf("%w: gave up after %d attempts", ErrConflict, maxCASAttempts)
+}
+
+func isRevisionConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// change moves pointer key to the version target picks from the current
+// pointer, compare-and-set on the key's revision.
+func (r *Registry) change(ctx context.Context, action, key string, opts ChangeOptions, target func(cur *Pointer) (string, error)) (*ChangeResult, error) {
+	if opts.Force && r.cfg.Production {
+		return nil, fmt.Errorf("%w: fix the version or push a new one (the gates guard production)", ErrForceRefused)
+	}
+	ctx, cancel := r.opCtx(ctx)
+	defer cancel()
+	res := &ChangeResult{Action: action, Key: key}
+	validated := "" // the version whose gates already ran
+	for range maxCASAttempts {
+		cur, rev, err := r.pointer(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		version, err := target(cur)
+		if err != nil {
+			return nil, err
+		}
+		if err := ValidVersion(version); err != nil {
+			return nil, err
+		}
+		res.To = version
+		if cur != nil {
+			res.From = cur.Version
+		}
+		if cur != nil && cur.Version == version {
+			res.Unchanged, res.Pointer = true, cur
+			return res, nil
+		}
+		if key == KeyShadow {
+			if act, _, err := r.pointer(ctx, KeyActive); err != nil {
+				return nil, err
+			} else if act != nil && act.Version == version {
+				return nil, fmt.Errorf("version %s is the active version; a shadow runs a different version beside it", version)
+			}
+		}
+		if validated != version {
+			if err := r.gate(ctx, action, version, res, opts); err != nil {
+				return nil, err
+			}
+			validated = version
+		}
+		p := &Pointer{
+			Version: version, SHA256: res.Gates.sha256, ChangedAt: r.now().UTC(),
+			Actor: opts.Actor, Reason: opts.Reason, Forced: res.Forced,
+		}
+		if cur != nil {
+			p.Previous = cur.Version
+		}
+		if rev == 0 {
+			_, err = r.kv.Create(ctx, key, mustJSON(p))
+		} else {
+			_, err = r.kv.Update(ctx, key, mustJSON(p), rev)
+		}
+		if isRevisionConflict(err) {
+			r.log.Info("pointer changed concurrently; retrying", "pointer", key, "action", action)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("updating pointer %s: %w", key, err)
+		}
+		res.Pointer = p
+		e := schemas.AuditEntry{
+			Action: action, Actor: opts.Actor, At: p.ChangedAt, FromVersion: res.From, ToVersion: version,
+			SHA256: p.SHA256, Reason: opts.Reason, Forced: res.Forced,
+		}
+		for _, c := range res.Gates.Failed() {
+			e.Details = append(e.Details, "forced past: "+c.String())
+		}
+		if err := r.Audit(ctx, e); err != nil {
+			return res, fmt.Errorf("pointer %s now names %s, but %w", key, version, err)
+		}
+		return res, nil
+	}
+	return nil, fmt.Errorf("%w: pointer %s changed %d times while we tried; retry", ErrConflict, key, maxCASAttempts)
+}
+
+// gate fetches (integrity, signature) and evaluates version. Failed quality
+// checks refuse unless forced; integrity failures always refuse. Every
+// refusal is audited as gate_refused.
+func (r *Registry) gate(ctx context.Context, action, version string, res *ChangeResult, opts ChangeOptions) error {
+	refuse := func(details []string, err error) error {
+		if aerr := r.Audit(ctx, schemas.AuditEntry{
+			Action: schemas.AuditGateRefused, Actor: opts.Actor, ToVersion: version, Reason: opts.Reason,
+			Details: append([]string{"refused " + action}, details...),
+		}); aerr != nil {
+			return errors.Join(err, aerr)
+		}
+		return err
+	}
+	a, err := r.Fetch(ctx, version)
+	switch {
+	case errors.Is(err, ErrTampered), errors.Is(err, ErrUnsigned), errors.Is(err, ErrBadSignature), errors.Is(err, ErrIncomplete):
+		c := Check{Name: "integrity", Detail: err.Error()}
+		return refuse([]string{c.String()}, &GateError{Version: version, Failed: []Check{c}})
+	case err != nil:
+		return err
+	}
+	rep, err := r.Evaluate(a)
+	if err != nil {
+		return err
+	}
+	rep.sha256 = a.SHA256
+	res.Gates = rep
+	if rep.OK() {
+		return nil
+	}
+	if opts.Force {
+		res.Forced = true
+		return nil
+	}
+	var lines []string
+	for _, c := range rep.Failed() {
+		lines = append(lines, c.String())
+	}
+	return refuse(lines, &GateError{Version: version, Failed: rep.Failed()})
+}

@@ -1,0 +1,214 @@
+package registry
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/internal/model"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// maxArtifactFile bounds one artifact file read from disk.
+const maxArtifactFile = 64 << 20
+
+// LocalArtifact is an artifact read from disk, ready to push.
+type LocalArtifact struct {
+	Model, Manifest, Golden []byte // Golden may be nil
+}
+
+// ReadArtifact reads an artifact directory (or its manifest.json): the
+// manifest, the model file it names and, when present, its golden file.
+func ReadArtifact(path string) (*LocalArtifact, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v; pass the artifact directory (e.g. models/heart-xgb) or its manifest.json", ErrInvalidArtifact, err)
+	}
+	dir, manifestPath := path, filepath.Join(path, model.ManifestFile)
+	if !st.IsDir() {
+		dir, manifestPath = filepath.Dir(path), path
+	}
+	read := func(p string) ([]byte, error) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if st.Size() > maxArtifactFile {
+			return nil, fmt.Errorf("%s is larger than %d bytes", p, maxArtifactFile)
+		}
+		return os.ReadFile(p)
+	}
+	man, err := read(manifestPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading manifest: %v", ErrInvalidArtifact, err)
+	}
+	var m model.Manifest
+	if err := json.Unmarshal(man, &m); err != nil {
+		return nil, fmt.Errorf("%w: %s is not a valid manifest: %v", ErrInvalidArtifact, manifestPath, err)
+	}
+	if m.ModelFile == "" || filepath.Base(m.ModelFile) != m.ModelFile {
+		return nil, fmt.Errorf("%w: %s: model_file %q must be a plain file name", ErrInvalidArtifact, manifestPath, m.ModelFile)
+	}
+	a := &LocalArtifact{Manifest: man}
+	if a.Model, err = read(filepath.Join(dir, m.ModelFile)); err != nil {
+		return nil, fmt.Errorf("%w: reading model file: %v", ErrInvalidArtifact, err)
+	}
+	golden := m.GoldenFile
+	if golden == "" {
+		golden = FileGolden
+	}
+	if filepath.Base(golden) == golden {
+		switch b, err := read(filepath.Join(dir, golden)); {
+		case err == nil:
+			a.Golden = b
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("%w: reading golden file: %v", ErrInvalidArtifact, err)
+		}
+	}
+	return a, nil
+}
+
+// PushOptions describe one push.
+type PushOptions struct {
+	Version string
+	Notes   string
+	Actor   string
+	// SignKey, when set, signs the artifact (the signature is stored with it).
+	SignKey ed25519.PrivateKey
+}
+
+// PushResult says what Push did.
+type PushResult struct {
+	Metadata Metadata
+	// Created is false when the same artifact was already stored (no-op).
+	Created bool
+	// Signed is true when this push added a signature.
+	Signed bool
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Push stores an artifact under opts.Version. The version must equal the
+// manifest's (predictions name the manifest's version, so the two must not
+// disagree). Pushing the same artifact again is a no-op (it may add a
+// signature to an unsigned version); a different one is ErrVersionExists.
+func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions) (*PushResult, error) {
+	ctx, cancel := r.opCtx(ctx)
+	defer cancel()
+	if err := ValidVersion(opts.Version); err != nil {
+		return nil, err
+	}
+	var man model.Manifest
+	if err := json.Unmarshal(a.Manifest, &man); err != nil {
+		return nil, fmt.Errorf("%w: manifest.json is not valid JSON: %v", ErrInvalidArtifact, err)
+	}
+	if man.Version != opts.Version {
+		return nil, fmt.Errorf("%w: --version %s but the manifest says version %q; predictions name the manifest's version, so they must agree (retrain or pass --version %s)",
+			ErrInvalidArtifact, opts.Version, man.Version, man.Version)
+	}
+	modelSHA := sha(a.Model)
+	if !strings.EqualFold(modelSHA, man.ModelSHA256) {
+		return nil, fmt.Errorf("%w: the model file's sha256 is %s but the manifest says %s", ErrInvalidArtifact, modelSHA, man.ModelSHA256)
+	}
+	files := map[string][]byte{FileModel: a.Model, FileManifest: a.Manifest}
+	if a.Golden != nil {
+		files[FileGolden] = a.Golden
+	}
+	md := Metadata{
+		Version: opts.Version, Name: man.Name, SHA256: modelSHA, Size: len(a.Model),
+		Files: map[string]FileInfo{}, FeatureNames: man.FeatureNames, Threshold: man.Threshold,
+		Metrics: Metrics{
+			HeldoutAUC: man.Metrics.HeldoutAUC, HeldoutAccuracy: man.Metrics.HeldoutAccuracy,
+			HeldoutBrier: man.Metrics.HeldoutBrier, HeldoutRows: man.Metrics.HeldoutRows, TrainRows: man.Metrics.TrainRows,
+		},
+		Notes: opts.Notes, PushedBy: opts.Actor, PushedAt: r.now().UTC(), State: StateUploading,
+	}
+	for n, b := range files {
+		md.Files[n] = FileInfo{SHA256: sha(b), Size: len(b)}
+	}
+	var sig []byte
+	if opts.SignKey != nil {
+		sig = Sign(opts.SignKey, opts.Version, md.fileDigests())
+		files[SignatureFile] = sig
+		md.Files[SignatureFile] = FileInfo{SHA256: sha(sig), Size: len(sig)}
+		md.Signed = true
+	}
+
+	key := VersionKey(opts.Version)
+	rev, err := r.kv.Create(ctx, key, mustJSON(md))
+	created := err == nil
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		have, haveRev, gerr := r.metadata(ctx, opts.Version)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if !maps.Equal(have.fileDigests(), md.fileDigests()) {
+			return nil, fmt.Errorf("%w: %s is stored with model sha256 %s (pushed by %s at %s); push the new artifact under a new version",
+				ErrVersionExists, opts.Version, have.SHA256, have.PushedBy, have.PushedAt.Format("2006-01-02T15:04:05Z"))
+		}
+		addSig := sig != nil && !have.Signed
+		if have.State == StateReady && !addSig {
+			return &PushResult{Metadata: *have}, nil
+		}
+		// Resume an interrupted push, or add a signature: keep the original
+		// push record, store the files, then mark the version ready.
+		if !addSig {
+			files, sig = withoutSignature(files), nil
+		} else {
+			have.Files[SignatureFile] = md.Files[SignatureFile]
+			have.Signed = true
+		}
+		md, rev, created = *have, haveRev, have.State != StateReady
+	} else if err != nil {
+		return nil, fmt.Errorf("registering version %s: %w", opts.Version, err)
+	}
+	for n, b := range files {
+		if _, err := r.obj.PutBytes(ctx, ObjectName(opts.Version, n), b); err != nil {
+			return nil, fmt.Errorf("storing %s of version %s: %w", n, opts.Version, err)
+		}
+	}
+	md.State = StateReady
+	if _, err := r.kv.Update(ctx, key, mustJSON(md), rev); err != nil {
+		return nil, fmt.Errorf("%w: marking version %s ready: %v", ErrConflict, opts.Version, err)
+	}
+	details := []string{fmt.Sprintf("files %d, model size %d", len(md.fileDigests()), md.Size)}
+	if sig != nil {
+		details = append(details, "signed")
+	}
+	if created || sig != nil {
+		if err := r.Audit(ctx, schemas.AuditEntry{
+			Action: schemas.AuditPush, Actor: opts.Actor, At: r.now().UTC(), ToVersion: opts.Version,
+			SHA256: md.SHA256, Reason: opts.Notes, Details: details,
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return &PushResult{Metadata: md, Created: created, Signed: sig != nil}, nil
+}
+
+func withoutSignature(files map[string][]byte) map[string][]byte {
+	out := maps.Clone(files)
+	delete(out, SignatureFile)
+	return out
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("registry: encoding %T: %v", v, err)) // plain structs of strings and numbers
+	}
+	return b
+}
