@@ -6,6 +6,7 @@ import (
 
 	"github.com/cardiostream/cardiostream/ingest"
 	"github.com/cardiostream/cardiostream/internal/natsserver"
+	"github.com/cardiostream/cardiostream/internal/registry"
 	"github.com/cardiostream/cardiostream/internal/secret"
 	"github.com/cardiostream/cardiostream/internal/streams"
 	"github.com/cardiostream/cardiostream/monitor"
@@ -41,8 +42,10 @@ type Config struct {
 	Webhook webhook.Config `koanf:"webhook"`
 	Ingest  ingest.Config  `koanf:"ingest"`
 	Model   Model          `koanf:"model"`
-	HTTP    HTTP           `koanf:"http"`
-	Log     Log            `koanf:"log"`
+	// Registry configures the model registry (buckets, gates, public keys).
+	Registry registry.Config `koanf:"registry"`
+	HTTP     HTTP            `koanf:"http"`
+	Log      Log             `koanf:"log"`
 	// Security holds the credentials of cardiostream's own HTTP endpoints.
 	Security Security `koanf:"security"`
 
@@ -143,11 +146,12 @@ func Default() Config {
 				StartTimeout: 10 * time.Second,
 			},
 		},
-		Streams: streams.DefaultConfig(),
-		Scorer:  scorer.DefaultConfig(),
-		Monitor: monitor.DefaultConfig(),
-		Webhook: webhook.DefaultConfig(),
-		Ingest:  ingest.DefaultConfig(),
+		Streams:  streams.DefaultConfig(),
+		Scorer:   scorer.DefaultConfig(),
+		Monitor:  monitor.DefaultConfig(),
+		Webhook:  webhook.DefaultConfig(),
+		Ingest:   ingest.DefaultConfig(),
+		Registry: registry.DefaultConfig(),
 		HTTP: HTTP{
 			Listen:            "127.0.0.1:9090",
 			ReadHeaderTimeout: 5 * time.Second,

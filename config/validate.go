@@ -52,6 +52,7 @@ func (c *Config) ValidateFor(env string) error {
 	ps.addComponent("monitor", c.Monitor.Validate())
 	ps.addComponent("webhook", c.Webhook.Validate())
 	ps.addComponent("ingest", c.Ingest.Validate())
+	ps.addComponent("registry", c.RegistryConfig().Validate())
 	c.validateNATS(&ps)
 	c.validateOwn(&ps)
 	c.crossCheck(&ps)

@@ -47,7 +47,8 @@ type Config struct {
 	// The fields below are not configuration keys: cmd sets them from the
 	// streams configuration and the deployment environment.
 
-	// Streams gives the subject prefix, replicas and storage of the buckets.
+	// Streams gives the subject prefix, replicas and storage of the buckets;
+	// the zero value means streams.DefaultConfig().
 	Streams streams.Config `koanf:"-"`
 	// Production refuses force and, when PublicKeys are set, unsigned artifacts.
 	Production bool `koanf:"-"`
@@ -62,7 +63,6 @@ func DefaultConfig() Config {
 		PointersBucket: DefaultPointersBucket,
 		Gates:          Gates{MinAccuracy: 0.80, MinAUC: 0.85, MaxBrier: 0.20},
 		Timeout:        30 * time.Second,
-		Streams:        streams.DefaultConfig(),
 	}
 }
 
@@ -123,6 +123,14 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("streams.prefix: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// withDefaults fills the zero Streams with the defaults.
+func (c Config) withDefaults() Config {
+	if c.Streams.Prefix == "" && c.Streams.Storage == "" {
+		c.Streams = streams.DefaultConfig()
+	}
+	return c
 }
 
 // signaturesRequired: in production, once keys are configured, every

@@ -123,6 +123,7 @@ type Registry struct {
 // Open creates the buckets (and the AUDIT stream) when missing, idempotently,
 // and returns a handle. Every process may call it at start-up.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) (*Registry, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("registry configuration: %w", err)
 	}
