@@ -28,7 +28,7 @@ type modelReport struct {
 func (c *cli) modelCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "model",
-		Short: "Model artifact tooling",
+		Short: "Model artifacts and the model registry (push, list, activate, rollback, shadow, history)",
 	}
 	var asJSON bool
 	validate := &cobra.Command{
@@ -88,6 +88,7 @@ Use "default" as PATH for the embedded model.`,
 	}
 	validate.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.AddCommand(validate)
+	cmd.AddCommand(c.registryCmds()...) // registrycmd.go
 	return cmd
 }
 

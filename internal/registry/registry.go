@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -263,4 +265,75 @@ func (r *Registry) Pointers(ctx context.Context) (Pointers, error) {
 		return Pointers{}, err
 	}
 	return Pointers{Active: a, Shadow: s, Revision: max(ra, rs)}, nil
+}
+
+// VersionInfo is a version's metadata with its pointer status.
+type VersionInfo struct {
+	Metadata
+	Active bool `json:"active"`
+	Shadow bool `json:"shadow"`
+}
+
+// List returns every version, oldest push first.
+func (r *Registry) List(ctx context.Context) ([]VersionInfo, error) {
+	ctx, cancel := r.opCtx(ctx)
+	defer cancel()
+	lister, err := r.kv.ListKeysFiltered(ctx, versionsPrefix+">")
+	if err != nil {
+		return nil, fmt.Errorf("listing versions: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() { // closed after the last key (or none)
+		keys = append(keys, k)
+	}
+	_ = lister.Stop() // the listing ended; Stop only releases the subscription
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("listing versions: %w", ctx.Err())
+	}
+	ptrs, err := r.Pointers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]VersionInfo, 0, len(keys))
+	for _, k := range keys {
+		md, _, err := r.metadata(ctx, strings.TrimPrefix(k, versionsPrefix))
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.info(*md, ptrs))
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].PushedAt.Equal(out[j].PushedAt) {
+			return out[i].PushedAt.Before(out[j].PushedAt)
+		}
+		return out[i].Version < out[j].Version
+	})
+	return out, nil
+}
+
+// Show returns one version's metadata and pointer status.
+func (r *Registry) Show(ctx context.Context, version string) (*VersionInfo, error) {
+	ctx, cancel := r.opCtx(ctx)
+	defer cancel()
+	md, _, err := r.metadata(ctx, version)
+	if err != nil {
+		return nil, err
+	}
+	ptrs, err := r.Pointers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vi := r.info(*md, ptrs)
+	return &vi, nil
+}
+
+func (r *Registry) info(md Metadata, p Pointers) VersionInfo {
+	return VersionInfo{
+		Metadata: md,
+		Active:   p.Active != nil && p.Active.Version == md.Version,
+		Shadow:   p.Shadow != nil && p.Shadow.Version == md.Version,
+	}
 }
