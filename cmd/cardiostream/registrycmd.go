@@ -327,12 +327,10 @@ func (c *cli) defaultActor() string {
 }
 
 func (s *regSession) json(v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(s.out, string(b))
-	return err
+	enc := json.NewEncoder(s.out)
+	enc.SetEscapeHTML(false) // gate details hold "<=", for people and jq alike
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func status(v registry.VersionInfo) string {

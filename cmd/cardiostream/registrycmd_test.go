@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cardiostream/cardiostream/internal/natstest"
+	"github.com/cardiostream/cardiostream/internal/registry"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// A flag of its own (not -update) so it cannot clash with another test file's.
+var updateRegistryGolden = flag.Bool("update-registry", false, "rewrite the model registry CLI golden files in testdata/")
+
+// startStandaloneProcess runs `cardiostream standalone` as a real OS process
+// (the test binary re-executed as the program) and waits until it is ready.
+func startStandaloneProcess(t *testing.T) (natsURL string) {
+	t.Helper()
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	var stderr syncBuffer
+	cmd := exec.Command(os.Args[0], "standalone", "--data-dir", t.TempDir(), "--nats-listen", natsAddr, "--metrics-addr", metricsAddr)
+	cmd.Env = append(testEnviron(), "CARDIOSTREAM_TEST_RUN_MAIN=1")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	natstest.Eventually(t, 60*time.Second, func() error {
+		select {
+		case <-exited:
+			t.Fatalf("standalone exited early; stderr:\n%s", stderr.String())
+		default:
+		}
+		resp, err := http.Get("http://" + metricsAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz %s", resp.Status)
+		}
+		return nil
+	})
+	return "nats://" + natsAddr
+}
+
+// modelProc runs `cardiostream model ARGS` as a real process.
+func modelProc(t *testing.T, natsURL string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"model"}, args...)...)
+	cmd.Env = append(testEnviron("USER=operator"), "CARDIOSTREAM_TEST_RUN_MAIN=1", "CARDIOSTREAM_NATS__URL="+natsURL)
+	cmd.Dir = filepath.Join("..", "..") // repository root: artifact paths as a user types them
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// TestModelLifecycleCLI drives the registry commands as real processes
+// against a real standalone process: push, refusals, activate, shadow,
+// rollback, history, list, with the audit trail read back by a plain client.
+func TestModelLifecycleCLI(t *testing.T) {
+	url := startStandaloneProcess(t)
+	run := func(wantCode int, args ...string) string {
+		t.Helper()
+		code, out, errOut := modelProc(t, url, args...)
+		if code != wantCode {
+			t.Fatalf("model %v: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", args, code, wantCode, out, errOut)
+		}
+		return out + errOut
+	}
+	out := run(0, "push", "models/heart-xgb", "--version", "1.0.0", "--notes", "baseline")
+	if !strings.Contains(out, "pushed heart-xgb 1.0.0: sha256 15c11c2afce19b043f4c1b0cde83b057c160286909ab63180eb6256f48faa2ef") {
+		t.Fatalf("push output:\n%s", out)
+	}
+	run(0, "push", "models/heart-xgb-1.1.0", "--version", "1.1.0", "--notes", "deeper trees")
+	if out := run(0, "push", "models/heart-xgb-1.1.0", "--version", "1.1.0"); !strings.Contains(out, "nothing changed") {
+		t.Fatalf("second push:\n%s", out)
+	}
+	if out := run(1, "push", "models/heart-xgb-1.1.0", "--version", "1.0.0"); !strings.Contains(out, "manifest says version") {
+		t.Fatalf("mismatched version:\n%s", out)
+	}
+	run(0, "push", "internal/registry/testdata/poor", "--notes", "shuffled labels")
+
+	out = run(1, "activate", "0.0.1-shuffled", "--reason", "should be refused")
+	for _, c := range []string{"FAIL accuracy", "FAIL auc", "FAIL brier"} {
+		if !strings.Contains(out, c) {
+			t.Errorf("refusal does not name %q:\n%s", c, out)
+		}
+	}
+	if out := run(2, "shadow"); !strings.Contains(out, "VERSION or --off") {
+		t.Errorf("shadow without arguments:\n%s", out)
+	}
+	run(0, "activate", "1.0.0", "--reason", "initial")
+	if out := run(0, "activate", "1.1.0", "--reason", "promote"); !strings.Contains(out, "active: 1.0.0 -> 1.1.0") {
+		t.Fatalf("activate output:\n%s", out)
+	}
+	run(0, "shadow", "1.0.0", "--reason", "challenger")
+	if out := run(0, "rollback", "--reason", "drill"); !strings.Contains(out, "active: 1.1.0 -> 1.0.0") {
+		t.Fatalf("rollback output:\n%s", out)
+	}
+	run(0, "shadow", "--off")
+	if out := run(1, "rollback", "--to", "9.9.9"); !strings.Contains(out, "not found") {
+		t.Fatalf("rollback to unknown:\n%s", out)
+	}
+
+	var list []registry.VersionInfo
+	if err := json.Unmarshal([]byte(run(0, "list", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, v := range list {
+		status[v.Version] = fmt.Sprintf("%v %v %s", v.Active, v.Shadow, v.PushedBy)
+	}
+	want := map[string]string{"1.0.0": "true false operator@" + hostname(t), "1.1.0": "false false operator@" + hostname(t), "0.0.1-shuffled": "false false operator@" + hostname(t)}
+	if fmt.Sprint(status) != fmt.Sprint(want) {
+		t.Fatalf("list: %v, want %v", status, want)
+	}
+	if table := run(0, "list"); !regexp.MustCompile(`(?m)^1\.0\.0\s+active\s+heart-xgb\s+15c11c2afce1\s+0\.8370\s+0\.9088\s+0\.1236`).MatchString(table) {
+		t.Errorf("list table:\n%s", table)
+	}
+
+	// The history as JSON, and AUDIT as any NATS client reads it, agree.
+	var hist []schemas.AuditEntry
+	if err := json.Unmarshal([]byte(run(0, "history", "--json")), &hist); err != nil {
+		t.Fatal(err)
+	}
+	js := connectTo(t, url)
+	msgs := natstest.StreamMessages(t, js, schemas.StreamAudit)
+	if len(msgs) != len(hist) {
+		t.Fatalf("history has %d entries, AUDIT %d messages", len(hist), len(msgs))
+	}
+	var got []string
+	for _, e := range hist {
+		got = append(got, e.Action+":"+e.FromVersion+">"+e.ToVersion)
+	}
+	wantHist := []string{"push:>1.0.0", "push:>1.1.0", "push:>0.0.1-shuffled", "gate_refused:>0.0.1-shuffled",
+		"activate:>1.0.0", "activate:1.0.0>1.1.0", "shadow_set:>1.0.0", "rollback:1.1.0>1.0.0", "shadow_off:1.0.0>"}
+	if strings.Join(got, " ") != strings.Join(wantHist, " ") {
+		t.Fatalf("history\n got %v\nwant %v", got, wantHist)
+	}
+
+	// Golden files for the stable JSON outputs (times and actors normalised).
+	checkGolden(t, "model_show_1.1.0.json", normalise(run(0, "show", "1.1.0", "--json")))
+	checkGolden(t, "model_history.json", normalise(run(0, "history", "--json")))
+}
+
+func hostname(t *testing.T) string {
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+var (
+	timeRE  = regexp.MustCompile(`"(pushed_at|at|changed_at)": "[^"]+"`)
+	actorRE = regexp.MustCompile(`"(pushed_by|actor)": "[^"]+"`)
+)
+
+func normalise(s string) string {
+	s = timeRE.ReplaceAllString(s, `"$1": "TIME"`)
+	return actorRE.ReplaceAllString(s, `"$1": "ACTOR"`)
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *updateRegistryGolden {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/cardiostream -run TestModelLifecycleCLI -update-registry)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file (rerun with -update-registry if intended):\n%s", name, got)
+	}
+}
