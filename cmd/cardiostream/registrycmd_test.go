@@ -2,6 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -204,5 +209,62 @@ func checkGolden(t *testing.T, name, got string) {
 	}
 	if got != string(want) {
 		t.Errorf("%s differs from the golden file (rerun with -update-registry if intended):\n%s", name, got)
+	}
+}
+
+// TestModelCLIExternalNATSProductionSignatures runs the registry commands
+// against an external NATS (not a standalone) in production with a public
+// key configured: unsigned artifacts are refused, signed ones activate,
+// --force is refused, and no key material reaches the output.
+func TestModelCLIExternalNATSProductionSignatures(t *testing.T) {
+	ns := natstest.RunServer(t)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pubB64 := base64.StdEncoding.EncodeToString(pub)
+	env := testEnviron("USER=release", "CARDIOSTREAM_NATS__URL="+ns.ClientURL(), "CARDIOSTREAM_REGISTRY__PUBLIC_KEYS="+pubB64)
+	root := filepath.Join("..", "..")
+	run := func(wantCode int, args ...string) string {
+		t.Helper()
+		code, out, errOut := runCmd(t, env, append([]string{"model"}, args...)...)
+		if code != wantCode {
+			t.Fatalf("model %v: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", args, code, wantCode, out, errOut)
+		}
+		if strings.Contains(out+errOut, pubB64) || strings.Contains(out+errOut, "PRIVATE KEY") {
+			t.Fatalf("model %v printed key material", args)
+		}
+		return out + errOut
+	}
+	if out := run(0, "push", filepath.Join(root, "models", "heart-xgb"), "--version", "1.0.0", "--sign-key", keyFile, "--env", "production"); !strings.Contains(out, "signed") {
+		t.Fatalf("signed push:\n%s", out)
+	}
+	run(0, "push", filepath.Join(root, "models", "heart-xgb-1.1.0"), "--env", "production")
+
+	if out := run(1, "activate", "1.1.0", "--env", "production"); !strings.Contains(out, "FAIL integrity") || !strings.Contains(out, "not signed") {
+		t.Fatalf("unsigned in production:\n%s", out)
+	}
+	run(0, "activate", "1.1.0", "--env", "development") // keys set, not production: unsigned accepted
+	if out := run(1, "activate", "1.0.0", "--env", "production", "--force"); !strings.Contains(out, "refused in production") {
+		t.Fatalf("force in production:\n%s", out)
+	}
+	if out := run(0, "rollback", "--to", "1.0.0", "--env", "production", "--reason", "signed baseline"); !strings.Contains(out, "active: 1.1.0 -> 1.0.0") {
+		t.Fatalf("rollback to the signed version:\n%s", out)
+	}
+	// Signing the unsigned version later (same artifact, --sign-key) makes it deployable.
+	if out := run(0, "push", filepath.Join(root, "models", "heart-xgb-1.1.0"), "--sign-key", keyFile, "--env", "production"); !strings.Contains(out, "signature added") {
+		t.Fatalf("adding a signature:\n%s", out)
+	}
+	run(0, "activate", "1.1.0", "--env", "production")
+	if out := run(0, "list", "--env", "production"); !regexp.MustCompile(`(?m)^1\.1\.0\s+active.*\byes\b`).MatchString(out) {
+		t.Fatalf("list:\n%s", out)
 	}
 }

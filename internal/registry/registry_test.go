@@ -269,6 +269,17 @@ func TestPointerSemanticsAndAudit(t *testing.T) {
 	if err != nil || len(last2) != 2 || last2[1].Action != schemas.AuditShadowOff {
 		t.Fatalf("History(2): %+v, %v", last2, err)
 	}
+	list, err := e.r.List(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Version != "1.0.0" || list[0].Active || !list[1].Active || list[1].Version != "1.1.0" {
+		t.Fatalf("List: %+v", list)
+	}
+	vi, err := e.r.Show(ctx(t), "1.1.0")
+	if err != nil || !vi.Active || vi.Notes != "test push" || vi.PushedBy != "tester@host" {
+		t.Fatalf("Show: %+v, %v", vi, err)
+	}
 }
 
 var errAny = errors.New("any error")
