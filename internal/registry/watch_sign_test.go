@@ -3,7 +3,9 @@ package registry_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"testing"
@@ -195,7 +197,12 @@ func indexOf(s, sub string) int {
 }
 
 func TestConfigValidate(t *testing.T) {
-	_, pub := newKey(t)
+	priv, pub := newKey(t)
+	der, err := x509.MarshalPKIXPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemPub := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 	tests := []struct {
 		name    string
 		mutate  func(*registry.Config)
@@ -203,6 +210,10 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{name: "defaults", mutate: func(*registry.Config) {}},
 		{name: "key", mutate: func(c *registry.Config) { c.PublicKeys = []string{pub} }},
+		{name: "PEM key", mutate: func(c *registry.Config) { c.PublicKeys = []string{pemPub} }},
+		{name: "PEM private key as public", mutate: func(c *registry.Config) {
+			c.PublicKeys = []string{"-----BEGIN PUBLIC KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PUBLIC KEY-----\n"}
+		}, wantErr: "registry.public_keys[0]"},
 		{name: "bad key", mutate: func(c *registry.Config) { c.PublicKeys = []string{"bm90IGEga2V5"} }, wantErr: "registry.public_keys[0]"},
 		{name: "bucket", mutate: func(c *registry.Config) { c.ModelsBucket = "a.b" }, wantErr: "registry.models_bucket"},
 		{name: "same buckets", mutate: func(c *registry.Config) { c.PointersBucket = c.ModelsBucket }, wantErr: "registry.pointers_bucket"},
