@@ -43,6 +43,12 @@ type Config struct {
 	Gates Gates `koanf:"gates"`
 	// Timeout bounds one registry operation.
 	Timeout time.Duration `koanf:"timeout"`
+	// PointerPoll is how often Watch also reads the pointers directly. The
+	// KV watch delivers changes in milliseconds, but after a server restart
+	// it takes ~20 s to notice its consumer is gone (measured,
+	// TestRegistrySurvivesServerRestart); the poll bounds that to about one
+	// interval.
+	PointerPoll time.Duration `koanf:"pointer_poll"`
 
 	// The fields below are not configuration keys: cmd sets them from the
 	// streams configuration and the deployment environment.
@@ -63,6 +69,7 @@ func DefaultConfig() Config {
 		PointersBucket: DefaultPointersBucket,
 		Gates:          Gates{MinAccuracy: 0.80, MinAUC: 0.85, MaxBrier: 0.20},
 		Timeout:        30 * time.Second,
+		PointerPoll:    time.Second,
 	}
 }
 
@@ -118,6 +125,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout <= 0 || c.Timeout > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("registry.timeout: %s is outside (0, 10m]", c.Timeout))
+	}
+	if c.PointerPoll <= 0 || c.PointerPoll > time.Minute {
+		errs = append(errs, fmt.Errorf("registry.pointer_poll: %s is outside (0, 1m]", c.PointerPoll))
 	}
 	if err := schemas.NewSubjects(c.Streams.Prefix).Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("streams.prefix: %w", err))

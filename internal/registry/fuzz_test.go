@@ -65,3 +65,42 @@ func TestMetricsAgainstHandComputedValues(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchStateOnlyMovesForward: the KV watch and the poll may report the
+// same change twice or out of order; a pointer only ever moves to a newer
+// revision, and a deletion (nil) is a change like any other.
+func TestWatchStateOnlyMovesForward(t *testing.T) {
+	st := watchState{revs: map[string]uint64{}}
+	a1, a2 := &Pointer{Version: "1"}, &Pointer{Version: "2"}
+	steps := []struct {
+		key         string
+		p           *Pointer
+		rev         uint64
+		wantChanged bool
+		wantActive  string
+		wantShadow  string
+	}{
+		{KeyActive, a1, 3, true, "1", ""},
+		{KeyActive, a1, 3, false, "1", ""}, // the poll repeats the watch
+		{KeyShadow, a2, 4, true, "1", "2"},
+		{KeyActive, a2, 5, true, "2", "2"},
+		{KeyActive, a1, 3, false, "2", "2"}, // a stale read cannot undo
+		{KeyShadow, nil, 6, true, "2", ""},  // shadow deleted
+		{KeyShadow, a2, 4, false, "2", ""},  // stale again
+	}
+	for i, s := range steps {
+		if got := st.apply(s.key, s.p, s.rev); got != s.wantChanged {
+			t.Fatalf("step %d: changed %v, want %v", i, got, s.wantChanged)
+		}
+		var act, sh string
+		if st.cur.Active != nil {
+			act = st.cur.Active.Version
+		}
+		if st.cur.Shadow != nil {
+			sh = st.cur.Shadow.Version
+		}
+		if act != s.wantActive || sh != s.wantShadow {
+			t.Fatalf("step %d: active %q shadow %q, want %q %q", i, act, sh, s.wantActive, s.wantShadow)
+		}
+	}
+}
