@@ -109,14 +109,15 @@ type Pointers struct {
 // Registry is a handle on the registry buckets and the audit stream. It is
 // safe for concurrent use.
 type Registry struct {
-	cfg  Config
-	js   jetstream.JetStream
-	kv   jetstream.KeyValue
-	obj  jetstream.ObjectStore
-	subj schemas.Subjects
-	keys []ed25519.PublicKey
-	log  *slog.Logger
-	now  func() time.Time
+	cfg   Config
+	js    jetstream.JetStream
+	kv    jetstream.KeyValue
+	kvRaw jetstream.Stream // the KV bucket's stream, for delete markers
+	obj   jetstream.ObjectStore
+	subj  schemas.Subjects
+	keys  []ed25519.PublicKey
+	log   *slog.Logger
+	now   func() time.Time
 
 	evalMu  sync.Mutex
 	evalSet *evalSet // the configured evaluation set, parsed once
@@ -154,6 +155,10 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
+	kvRaw, err := js.Stream(ctx, "KV_"+cfg.PointersBucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", cfg.PointersBucket, err)
+	}
 	obj, err := ensureObjectStore(ctx, js, jetstream.ObjectStoreConfig{
 		Bucket:      cfg.ModelsBucket,
 		Description: "cardiostream model artifacts: <version>/model.json, manifest.json, golden.csv, signature",
@@ -173,7 +178,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Log
 		}
 	}
 	return &Registry{
-		cfg: cfg, js: js, kv: kv, obj: obj, keys: keys,
+		cfg: cfg, js: js, kv: kv, kvRaw: kvRaw, obj: obj, keys: keys,
 		subj: cfg.Streams.Subjects(),
 		log:  log.With("component", "registry"),
 		now:  time.Now,

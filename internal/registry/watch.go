@@ -121,11 +121,7 @@ func (r *Registry) lastPointer(ctx context.Context, key string) (*Pointer, uint6
 	}
 	// Deleted or never set: the delete marker's sequence, if any, is the
 	// revision of the deletion.
-	s, err := r.js.Stream(ctx, "KV_"+r.cfg.PointersBucket)
-	if err != nil {
-		return nil, 0, err
-	}
-	m, err := s.GetLastMsgForSubject(ctx, "$KV."+r.cfg.PointersBucket+"."+key)
+	m, err := r.kvRaw.GetLastMsgForSubject(ctx, "$KV."+r.cfg.PointersBucket+"."+key)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, nil
 	}
