@@ -94,3 +94,24 @@ func TestInterruptedPushIsIncompleteUntilPushedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestReadArtifact(t *testing.T) {
+	byDir := readArtifact(t, dirV100)
+	byManifest := readArtifact(t, filepath.Join(dirV100, "manifest.json"))
+	if !bytes.Equal(byDir.Model, byManifest.Model) || !bytes.Equal(byDir.Manifest, byManifest.Manifest) ||
+		!bytes.Equal(byDir.Golden, byManifest.Golden) || len(byDir.Golden) == 0 {
+		t.Fatal("reading the directory and its manifest differ, or no golden file")
+	}
+	noGolden := copyArtifact(t, dirV100)
+	if err := os.Remove(filepath.Join(noGolden, "golden.csv")); err != nil {
+		t.Fatal(err)
+	}
+	if a := readArtifact(t, noGolden); a.Golden != nil {
+		t.Fatal("golden read from nowhere")
+	}
+	for _, bad := range []string{t.TempDir(), filepath.Join(dirV100, "model.json"), filepath.Join(t.TempDir(), "missing")} {
+		if _, err := registry.ReadArtifact(bad); !errors.Is(err, registry.ErrInvalidArtifact) {
+			t.Errorf("ReadArtifact(%s): err %v, want ErrInvalidArtifact", bad, err)
+		}
+	}
+}
