@@ -209,6 +209,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "ack pending too small", mutate: func(c *Config) { c.Consumer.MaxAckPending = 10 }, wantErr: []string{"monitor.consumer.max_ack_pending"}},
 		{name: "buckets", mutate: func(c *Config) { c.PendingBucket = "a.b"; c.StateBucket = "" },
 			wantErr: []string{"monitor.pending_bucket", "monitor.state_bucket"}},
+		{name: "joined marker", mutate: func(c *Config) { c.JoinedBucket = c.PendingBucket; c.JoinedTTL = time.Hour },
+			wantErr: []string{"monitor.joined_bucket", "monitor.joined_ttl: 1h0m0s must be at least monitor.label_deadline"}},
 		{name: "dedup window", mutate: func(c *Config) { c.Ledger.DuplicateWindow = time.Second }, wantErr: []string{"monitor.ledger.duplicate_window"}},
 		{name: "bad rule", mutate: func(c *Config) {
 			c.Rules = []Rule{{Name: "a b", Metric: "auc", Comparator: "<=", Threshold: math.NaN(), MinSamples: -1, For: -1}}

@@ -54,6 +54,16 @@ type Config struct {
 	PendingBucket string `koanf:"pending_bucket"`
 	// StateBucket is the KV bucket holding the aggregate checkpoint.
 	StateBucket string `koanf:"state_bucket"`
+	// JoinedBucket is the KV bucket of "already resolved" markers, one small
+	// value per joined (or unscorable) record, kept for JoinedTTL. It
+	// recognises a duplicate prediction or outcome that arrives after the
+	// record's pending entry expired with the label deadline.
+	JoinedBucket string `koanf:"joined_bucket"`
+	// JoinedTTL is how long a resolved record is remembered: a duplicate of
+	// either side arriving later than this is counted again. Each remembered
+	// record costs one key (≈ 150 bytes of server memory and disk), so it
+	// bounds the bucket: records per day × days.
+	JoinedTTL time.Duration `koanf:"joined_ttl"`
 	// Ledger is the monitor's own event stream (see doc.go).
 	Ledger LedgerConfig `koanf:"ledger"`
 	// Replicas is the number of copies of the ledger and the buckets (1, 3 or 5).
@@ -152,6 +162,8 @@ func DefaultConfig() Config {
 		Rules:              DefaultRules(),
 		PendingBucket:      "CARDIO_MONITOR_PENDING",
 		StateBucket:        "CARDIO_MONITOR_STATE",
+		JoinedBucket:       "CARDIO_MONITOR_JOINED",
+		JoinedTTL:          7 * 24 * time.Hour,
 		Ledger: LedgerConfig{
 			Stream:          "MONITOR_LEDGER",
 			MaxAge:          30 * 24 * time.Hour,
@@ -197,6 +209,14 @@ func (c Config) Validate() error {
 	}
 	if c.PendingBucket == c.StateBucket && c.PendingBucket != "" {
 		add("monitor.state_bucket: %q must differ from monitor.pending_bucket", c.StateBucket)
+	}
+	if !validBucket(c.JoinedBucket) {
+		add("monitor.joined_bucket: %q must be 1-64 letters, digits, '_' or '-'", c.JoinedBucket)
+	} else if c.JoinedBucket == c.PendingBucket || c.JoinedBucket == c.StateBucket {
+		add("monitor.joined_bucket: %q must differ from monitor.pending_bucket and monitor.state_bucket", c.JoinedBucket)
+	}
+	if c.JoinedTTL < c.LabelDeadline {
+		add("monitor.joined_ttl: %s must be at least monitor.label_deadline (%s), or a duplicate arriving after the deadline is counted again", c.JoinedTTL, c.LabelDeadline)
 	}
 	if !validBucket(c.Ledger.Stream) {
 		add("monitor.ledger.stream: %q must be 1-64 letters, digits, '_' or '-'", c.Ledger.Stream)

@@ -10,7 +10,8 @@
 // <prefix>.predictions.*), monitor-outcomes and monitor-deadletter; the
 // pending bucket (KV, default CARDIO_MONITOR_PENDING, TTL = label_deadline);
 // the ledger stream (default MONITOR_LEDGER, <prefix>.monitor.ledger.<kind>.<source>);
-// the state bucket holding the checkpoint (default CARDIO_MONITOR_STATE);
+// the joined bucket (default CARDIO_MONITOR_JOINED, TTL joined_ttl); the
+// state bucket holding the checkpoint (default CARDIO_MONITOR_STATE);
 // and publishing to ALERTS. It does not deliver webhooks (monitor/webhook
 // consumes ALERTS).
 //
@@ -33,8 +34,13 @@
 // duplicate: not counted again) or repeats a ledger publish that the
 // ledger's Nats-Msg-Id deduplication drops. An outcome whose record was
 // dead-lettered resolves as "unscorable" the same way. Entries expire with
-// the label deadline, which bounds the bucket; a duplicate arriving after
-// its entry expired is counted again (it cannot be told apart).
+// the label deadline, which bounds the bucket. Before an entry is marked
+// resolved, a one-byte marker under the same key goes to the joined bucket
+// (default CARDIO_MONITOR_JOINED, TTL joined_ttl, default 7 days); an input
+// that finds no pending entry but a marker is a late duplicate of a joined
+// record and is dropped (cardiostream_monitor_late_duplicates_total). A
+// duplicate arriving after joined_ttl, or a duplicate of a side whose entry
+// expired unresolved, is still counted again: nothing remembers it.
 //
 // # The metrics are a fold over the ledger
 //

@@ -111,6 +111,19 @@ func (m *Monitor) record(ctx context.Context, ev event, inputSeq uint64) error {
 		if err != nil {
 			return err
 		}
+		if rev == 0 {
+			// No pending entry: a first arrival, or a late duplicate of a
+			// record whose entry expired with the label deadline after it
+			// was resolved. The joined marker tells them apart.
+			joined, err := m.isJoined(ctx, key)
+			if err != nil {
+				return err
+			}
+			if joined {
+				m.metrics.lateDuplicates.Inc()
+				return nil
+			}
+		}
 		if p := doc.side(s); *p == nil {
 			ev.Pending = !doc.Resolved
 			if err := m.publishEvent(ctx, ev, inputSeq); err != nil {
@@ -127,6 +140,12 @@ func (m *Monitor) record(ctx context.Context, ev event, inputSeq uint64) error {
 			return nil
 		}
 		if err := m.publishEvent(ctx, doc.resolution(ev.Source, ev.RecordID, m.now()), 0); err != nil {
+			return err
+		}
+		// The marker is written before the entry is marked resolved, so
+		// every resolved entry has one (a crash in between repeats both
+		// writes, each idempotent), and it outlives the entry.
+		if err := m.markJoined(ctx, key); err != nil {
 			return err
 		}
 		doc.Resolved = true
@@ -158,6 +177,31 @@ func (m *Monitor) getDoc(ctx context.Context, key string) (*pendingDoc, uint64, 
 		return &pendingDoc{}, e.Revision(), nil
 	}
 	return &d, e.Revision(), nil
+}
+
+// isJoined reports whether the record of key was resolved within JoinedTTL.
+func (m *Monitor) isJoined(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
+	defer cancel()
+	_, err := m.joined.Get(ctx, key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+		return false, nil
+	}
+	return false, fmt.Errorf("reading joined marker: %w", err)
+}
+
+// markJoined records that the record of key is resolved. The value is one
+// byte: the key (a hash of source and record id) is the information.
+func (m *Monitor) markJoined(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
+	defer cancel()
+	if _, err := m.joined.Put(ctx, key, []byte{'1'}); err != nil {
+		return fmt.Errorf("writing joined marker: %w", err)
+	}
+	return nil
 }
 
 func (m *Monitor) putDoc(ctx context.Context, key string, d *pendingDoc, rev uint64) (uint64, error) {

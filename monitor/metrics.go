@@ -26,6 +26,8 @@ type metrics struct {
 	invalid      map[string]prometheus.Counter
 	errors       map[string]prometheus.Counter
 	casConflicts prometheus.Counter
+	// lateDuplicates counts inputs dropped by the joined marker.
+	lateDuplicates prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, m *Monitor) (*metrics, error) {
@@ -41,14 +43,18 @@ func newMetrics(reg prometheus.Registerer, m *Monitor) (*metrics, error) {
 		Namespace: namespace, Subsystem: subsystem, Name: "pending_cas_conflicts_total",
 		Help: "Compare-and-set conflicts on the pending bucket (concurrent updates of one record; retried).",
 	})
-	mt := &metrics{invalid: map[string]prometheus.Counter{}, errors: map[string]prometheus.Counter{}, casConflicts: cas}
+	late := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: subsystem, Name: "late_duplicates_total",
+		Help: "Inputs of an already joined record that arrived after its pending entry expired; not counted again.",
+	})
+	mt := &metrics{invalid: map[string]prometheus.Counter{}, errors: map[string]prometheus.Counter{}, casConflicts: cas, lateDuplicates: late}
 	for _, in := range []string{"predictions", "outcomes", "deadletter"} {
 		mt.invalid[in] = invalid.WithLabelValues(in)
 	}
 	for _, op := range []string{errOpInput, errOpLedger, errOpAlertPublish, errOpCheckpoint} {
 		mt.errors[op] = errs.WithLabelValues(op)
 	}
-	for _, c := range []prometheus.Collector{invalid, errs, cas, newSnapshotCollector(m)} {
+	for _, c := range []prometheus.Collector{invalid, errs, cas, late, newSnapshotCollector(m)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

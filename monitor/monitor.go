@@ -42,6 +42,7 @@ type Monitor struct {
 
 	// Set by setup, before any goroutine that uses them starts.
 	pending jetstream.KeyValue
+	joined  jetstream.KeyValue
 	state   jetstream.KeyValue
 	alerts  jetstream.Stream
 
@@ -219,6 +220,17 @@ func (m *Monitor) setup(ctx context.Context) (uint64, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("creating pending bucket %s: %w", m.cfg.PendingBucket, err)
+	}
+	m.joined, err = streams.EnsureKeyValue(ctx, m.js, jetstream.KeyValueConfig{
+		Bucket:      m.cfg.JoinedBucket,
+		Description: "cardiostream monitor: records already joined, to drop duplicates that outlive their pending entry",
+		History:     1,
+		TTL:         m.cfg.JoinedTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    m.cfg.Replicas,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("creating joined bucket %s: %w", m.cfg.JoinedBucket, err)
 	}
 	m.state, err = streams.EnsureKeyValue(ctx, m.js, jetstream.KeyValueConfig{
 		Bucket:      m.cfg.StateBucket,
