@@ -1,0 +1,280 @@
+//go:build reliability
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/internal/natstest"
+	"github.com/cardiostream/cardiostream/internal/streams"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// monitorProc is a `cardiostream monitor` OS process (the test binary
+// re-executed as the real program).
+type monitorProc struct {
+	cmd     *exec.Cmd
+	metrics string
+	stderr  *syncBuffer
+	exited  chan error
+}
+
+// startMonitorProc starts `cardiostream monitor` against url and waits until
+// /readyz says it is ready (ledger replayed, inputs consumed). It returns the
+// process and how long it took to become ready.
+func startMonitorProc(t *testing.T, url string, env []string) (*monitorProc, time.Duration) {
+	t.Helper()
+	p := &monitorProc{metrics: fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(os.Args[0], "monitor", "--nats-url", url, "--metrics-addr", p.metrics)
+	p.cmd.Env = append(append(testEnviron(), env...), "CARDIOSTREAM_TEST_RUN_MAIN=1")
+	p.cmd.Stderr = p.stderr
+	began := time.Now()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.kill(t) })
+	natstest.Eventually(t, 60*time.Second, func() error {
+		select {
+		case err := <-p.exited:
+			p.exited <- err
+			t.Fatalf("monitor exited before it was ready: %v\n%s", err, p.stderr.String())
+		default:
+		}
+		resp, err := http.Get("http://" + p.metrics + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	})
+	return p, time.Since(began)
+}
+
+// kill sends SIGKILL (no shutdown, no final checkpoint) and reaps the process.
+func (p *monitorProc) kill(t *testing.T) {
+	t.Helper()
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Errorf("monitor pid %d not reaped 30s after SIGKILL", p.cmd.Process.Pid)
+	}
+}
+
+// streamTruth joins PREDICTIONS with OUTCOMES by (source, record_id), read
+// straight from the streams: what an uninterrupted monitor must report.
+type streamTruth struct {
+	predictions, outcomes, deadLetters int
+	joined, unscorable                 int
+	confusion                          [2][2]int // [actual][predicted]
+	accuracy                           float64
+	duplicatePredictions               int
+}
+
+func readStreamTruth(t *testing.T, js jetstream.JetStream) streamTruth {
+	t.Helper()
+	var tr streamTruth
+	preds := map[string]int{}
+	for _, m := range natstest.StreamMessages(t, js, schemas.StreamPredictions) {
+		var p schemas.Prediction
+		if err := json.Unmarshal(m.Data(), &p); err != nil {
+			t.Fatal(err)
+		}
+		k := p.Source + "/" + p.RecordID
+		if _, dup := preds[k]; dup {
+			tr.duplicatePredictions++
+		}
+		preds[k] = p.Label
+	}
+	dead := map[string]bool{}
+	for _, m := range natstest.StreamMessages(t, js, schemas.StreamDeadLetter) {
+		var d schemas.DeadLetter
+		if err := json.Unmarshal(m.Data(), &d); err != nil {
+			t.Fatal(err)
+		}
+		dead[d.Source+"/"+d.RecordID] = true
+	}
+	subj := schemas.NewSubjects("")
+	outs := map[string]int{}
+	for _, m := range natstest.StreamMessages(t, js, schemas.StreamOutcomes) {
+		var o schemas.Outcome
+		if err := json.Unmarshal(m.Data(), &o); err != nil {
+			t.Fatal(err)
+		}
+		src, _ := subj.SourceOf("outcomes", m.Subject())
+		outs[src+"/"+o.RecordID] = o.Label
+	}
+	tr.predictions, tr.outcomes, tr.deadLetters = len(preds), len(outs), len(dead)
+	for k, actual := range outs {
+		if pred, ok := preds[k]; ok {
+			tr.joined++
+			tr.confusion[actual][pred]++
+		} else if dead[k] {
+			tr.unscorable++
+		}
+	}
+	tr.accuracy = float64(tr.confusion[0][0]+tr.confusion[1][1]) / float64(tr.joined)
+	return tr
+}
+
+// TestMonitorSIGKILLRestartEqualsUninterrupted: a `cardiostream monitor` OS
+// process consumes while a scorer scores a paced replay and its outcomes
+// arrive; it is killed with SIGKILL twice at different points and restarted.
+// At the end its /metrics (joined, confusion matrix, accuracy, counts,
+// pending joins) equal the join computed directly from the streams.
+func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
+	const repeat = 3
+	const records = repeat * 920
+	ns := natstest.RunServer(t)
+	url := ns.ClientURL()
+	monEnv := []string{
+		// Checkpoints between the kills, so restarts load one and replay
+		// the ledger after it.
+		"CARDIOSTREAM_MONITOR__CHECKPOINT_INTERVAL=500ms",
+		// Messages in flight at the kill come back after ack_wait.
+		"CARDIOSTREAM_MONITOR__CONSUMER__ACK_WAIT=3s",
+		"CARDIOSTREAM_MONITOR__OP_TIMEOUT=2s",
+	}
+	start(t, testEnviron(), "scorer", "--nats-url", url, "--metrics-addr", "127.0.0.1:0")
+	mon, ready := startMonitorProc(t, url, monEnv)
+	t.Logf("monitor 1 pid %d ready in %s", mon.cmd.Process.Pid, ready.Round(time.Millisecond))
+
+	// The replay runs in the background: predictions and outcomes keep
+	// arriving through both kills.
+	replayDone := make(chan int, 1)
+	go func() {
+		args := append([]string{"replay", "--nats-url", url, "--repeat", fmt.Sprint(repeat), "--rate", "400", "--outcomes", "--label-delay", "500ms"}, uciFiles...)
+		code, _, stderr := runCmd(t, testEnviron(), args...)
+		if code != 0 {
+			t.Errorf("replay exited %d: %s", code, stderr)
+		}
+		replayDone <- code
+	}()
+
+	_, js := natstest.Connect(t, ns)
+	joined := func(p *monitorProc) float64 {
+		v, _ := metricValue(scrape(t, p.metrics), "cardiostream_monitor_joined_total")
+		return v
+	}
+	streamCount := func(name string) uint64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	for i, killAt := range []float64{records / 5, records / 2} {
+		natstest.Eventually(t, 120*time.Second, func() error {
+			if j := joined(mon); j < killAt {
+				return fmt.Errorf("monitor %d joined %v, waiting for %v", i+1, j, killAt)
+			}
+			return nil
+		})
+		j := joined(mon)
+		mon.kill(t)
+		p, o := streamCount(schemas.StreamPredictions), streamCount(schemas.StreamOutcomes)
+		if o >= records {
+			t.Fatalf("kill %d came after the last outcome (%d): not mid-stream", i+1, o)
+		}
+		t.Logf("FIGURE TestMonitorSIGKILLRestartEqualsUninterrupted kill=%d signal=SIGKILL joined_at_kill=%v predictions_stored=%d outcomes_stored=%d", i+1, j, p, o)
+		mon, ready = startMonitorProc(t, url, monEnv)
+		t.Logf("FIGURE TestMonitorSIGKILLRestartEqualsUninterrupted restart=%d ready_seconds=%.2f", i+1, ready.Seconds())
+	}
+
+	select {
+	case <-replayDone:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("replay did not finish within 3 minutes")
+	}
+	// Every record is scored or dead-lettered, then the monitor settles.
+	natstest.Eventually(t, 120*time.Second, func() error {
+		if n := streamCount(schemas.StreamPredictions) + streamCount(schemas.StreamDeadLetter); n < records {
+			return fmt.Errorf("%d of %d records scored or dead-lettered", n, records)
+		}
+		return nil
+	})
+	want := readStreamTruth(t, js)
+	stable := 0
+	natstest.Eventually(t, 120*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, c := range []struct{ stream, name string }{
+			{schemas.StreamPredictions, streams.ConsumerMonitorPredictions},
+			{schemas.StreamOutcomes, streams.ConsumerMonitorOutcomes},
+			{schemas.StreamDeadLetter, streams.ConsumerMonitorDeadLetter},
+		} {
+			cons, err := js.Consumer(ctx, c.stream, c.name)
+			if err != nil {
+				return err
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if info.NumPending != 0 || info.NumAckPending != 0 {
+				stable = 0
+				return fmt.Errorf("%s: %d pending, %d unacked", c.name, info.NumPending, info.NumAckPending)
+			}
+		}
+		if j := joined(mon); int(j) < want.joined {
+			stable = 0
+			return fmt.Errorf("monitor joined %v of %d", j, want.joined)
+		}
+		if stable++; stable < 5 {
+			return fmt.Errorf("settled on %d polls in a row", stable)
+		}
+		return nil
+	})
+
+	fams := scrape(t, mon.metrics)
+	got := func(name string, labels ...string) float64 { return mustMetric(t, fams, name, labels...) }
+	for _, c := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"joined_total", got("cardiostream_monitor_joined_total"), float64(want.joined)},
+		{"accuracy", got("cardiostream_monitor_accuracy"), want.accuracy},
+		{"predictions_total", got("cardiostream_monitor_predictions_total"), float64(want.predictions)},
+		{"outcomes_total", got("cardiostream_monitor_outcomes_total"), float64(want.outcomes)},
+		{"dead_lettered_total", got("cardiostream_monitor_dead_lettered_total"), float64(want.deadLetters)},
+		{"outcomes_unscorable_total", got("cardiostream_monitor_outcomes_unscorable_total"), float64(want.unscorable)},
+		{"confusion tn", got("cardiostream_monitor_confusion_matrix", "actual", "0", "predicted", "0"), float64(want.confusion[0][0])},
+		{"confusion fp", got("cardiostream_monitor_confusion_matrix", "actual", "0", "predicted", "1"), float64(want.confusion[0][1])},
+		{"confusion fn", got("cardiostream_monitor_confusion_matrix", "actual", "1", "predicted", "0"), float64(want.confusion[1][0])},
+		{"confusion tp", got("cardiostream_monitor_confusion_matrix", "actual", "1", "predicted", "1"), float64(want.confusion[1][1])},
+		{"pending_joins", got("cardiostream_monitor_pending_joins"), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: monitor after 2 SIGKILLs says %v, the streams say %v", c.name, c.got, c.want)
+		}
+	}
+	if want.duplicatePredictions != 0 {
+		t.Errorf("PREDICTIONS holds %d duplicate predictions", want.duplicatePredictions)
+	}
+	t.Logf("FIGURE TestMonitorSIGKILLRestartEqualsUninterrupted records=%d kills=2 predictions=%d outcomes=%d dead_lettered=%d joined_streams=%d joined_monitor=%v accuracy_streams=%.10f accuracy_monitor=%.10f late_duplicates=%v input_errors=%v",
+		records, want.predictions, want.outcomes, want.deadLetters, want.joined, got("cardiostream_monitor_joined_total"),
+		want.accuracy, got("cardiostream_monitor_accuracy"), got("cardiostream_monitor_late_duplicates_total"), got("cardiostream_monitor_errors_total", "op", "input"))
+}
