@@ -33,8 +33,14 @@ type monitorProc struct {
 // process and how long it took to become ready.
 func startMonitorProc(t *testing.T, url string, env []string) (*monitorProc, time.Duration) {
 	t.Helper()
+	return startMonitorProcArgs(t, url, env)
+}
+
+// startMonitorProcArgs is startMonitorProc with extra command-line arguments.
+func startMonitorProcArgs(t *testing.T, url string, env []string, args ...string) (*monitorProc, time.Duration) {
+	t.Helper()
 	p := &monitorProc{metrics: fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), stderr: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(os.Args[0], "monitor", "--nats-url", url, "--metrics-addr", p.metrics)
+	p.cmd = exec.Command(os.Args[0], append([]string{"monitor", "--nats-url", url, "--metrics-addr", p.metrics}, args...)...)
 	p.cmd.Env = append(append(testEnviron(), env...), "CARDIOSTREAM_TEST_RUN_MAIN=1")
 	p.cmd.Stderr = p.stderr
 	began := time.Now()
