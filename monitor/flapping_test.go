@@ -82,11 +82,15 @@ func TestNoFlapping(t *testing.T) {
 	segs := flapTimeline()
 	id := func(i, j int) string { return fmt.Sprintf("s%02d-%03d", i, j) }
 	right := func(seg flapSegment, j int) bool { return j >= seg.n-seg.correct } // wrong ones first
+	began := time.Now()
+	var preds []any
 	for i, seg := range segs {
 		for j := range seg.n {
-			h.prediction("clinic", id(i, j), 1, 1, "")
+			preds = append(preds, schemas.Prediction{SchemaVersion: schemas.Version, RecordID: id(i, j), Source: "clinic",
+				Probability: 1, Label: 1, Threshold: 0.5, Model: schemas.ModelRef{Name: "test", Version: "1"}, LatencyMS: 1})
 		}
 	}
+	h.publishAll(h.subjects.Predictions("clinic"), preds)
 	h.settle(mon)
 	for i, seg := range segs {
 		clock.Set(base.Add(time.Duration(i) * step))
@@ -94,18 +98,22 @@ func TestNoFlapping(t *testing.T) {
 		// window: a breach that lasted into this minute counts for "for",
 		// a repeat falls due before a recovery.
 		waitEvaluations(t, mon.m, 3)
+		outs := make([]any, seg.n)
 		for j := range seg.n {
 			actual := 0
 			if right(seg, j) {
 				actual = 1
 			}
-			h.outcome("clinic", id(i, j), actual, "")
+			outs[j] = schemas.Outcome{SchemaVersion: schemas.Version, RecordID: id(i, j), Label: actual, ObservedAt: base}
 		}
+		h.publishAll(h.subjects.Outcomes("clinic"), outs) // in order: one stream, one publisher
 		h.settle(mon)
 		// Two whole evaluations of the complete segment (one may have
 		// begun before the last join was folded in).
 		waitEvaluations(t, mon.m, 3)
 	}
+
+	t.Logf("%d segments fed and evaluated in %s", len(segs), time.Since(began).Round(time.Millisecond))
 
 	byRule := map[string][]schemas.Alert{}
 	for _, a := range h.alerts() {

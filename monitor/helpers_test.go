@@ -126,6 +126,26 @@ func (h *harness) publish(subject, msgID string, v any) {
 	}
 }
 
+// publishAll publishes each of vs to subject asynchronously, in order, and
+// waits for every publish ack.
+func (h *harness) publishAll(subject string, vs []any) {
+	h.tb.Helper()
+	for _, v := range vs {
+		b, err := json.Marshal(v)
+		if err != nil {
+			h.tb.Fatal(err)
+		}
+		if _, err := h.js.PublishAsync(subject, b); err != nil {
+			h.tb.Fatalf("publishing to %s: %v", subject, err)
+		}
+	}
+	select {
+	case <-h.js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		h.tb.Fatalf("%d publishes to %s not acknowledged within 30s", h.js.PublishAsyncPending(), subject)
+	}
+}
+
 func (h *harness) prediction(source, id string, label int, latencyMS float64, msgID string) {
 	h.tb.Helper()
 	now := time.Now().UTC()
