@@ -173,11 +173,17 @@ func (h *harness) deadLetter(source, id string, stage schemas.Stage) {
 // the whole ledger.
 func (h *harness) settle(r *running) {
 	h.tb.Helper()
+	h.settleWithin(r, 20*time.Second)
+}
+
+// settleWithin is settle with a given timeout, for large batches.
+func (h *harness) settleWithin(r *running, timeout time.Duration) {
+	h.tb.Helper()
 	// The server updates a consumer's pending count asynchronously after a
 	// publish, so "nothing pending" right after publishing can be stale:
 	// the condition must hold on several polls in a row.
 	stable := 0
-	natstest.Eventually(h.tb, 20*time.Second, func() error {
+	natstest.Eventually(h.tb, timeout, func() error {
 		if err := h.settledOnce(r); err != nil {
 			stable = 0
 			return err
