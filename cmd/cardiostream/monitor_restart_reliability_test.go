@@ -277,6 +277,29 @@ func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
 			t.Errorf("%s: monitor after 2 SIGKILLs says %v, the streams say %v", c.name, c.got, c.want)
 		}
 	}
+	// The ledger the metrics are folded from: one join event per record.
+	joins := map[string]int{}
+	for _, m := range natstest.StreamMessages(t, js, "MONITOR_LEDGER") {
+		var ev struct {
+			Kind     string `json:"kind"`
+			Source   string `json:"source"`
+			RecordID string `json:"record_id"`
+		}
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == "join" {
+			joins[ev.Source+"/"+ev.RecordID]++
+		}
+	}
+	if len(joins) != want.joined {
+		t.Errorf("ledger holds joins of %d records, the streams join %d", len(joins), want.joined)
+	}
+	for k, n := range joins {
+		if n != 1 {
+			t.Errorf("ledger holds %d join events for %s", n, k)
+		}
+	}
 	if want.duplicatePredictions != 0 {
 		t.Errorf("PREDICTIONS holds %d duplicate predictions", want.duplicatePredictions)
 	}
