@@ -165,7 +165,7 @@ func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
 	// arriving through both kills.
 	replayDone := make(chan int, 1)
 	go func() {
-		args := append([]string{"replay", "--nats-url", url, "--repeat", fmt.Sprint(repeat), "--rate", "400", "--outcomes", "--label-delay", "500ms"}, uciFiles...)
+		args := append([]string{"replay", "--nats-url", url, "--repeat", fmt.Sprint(repeat), "--rate", "300", "--outcomes", "--label-delay", "500ms"}, uciFiles...)
 		code, _, stderr := runCmd(t, testEnviron(), args...)
 		if code != 0 {
 			t.Errorf("replay exited %d: %s", code, stderr)
@@ -191,14 +191,21 @@ func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
 		}
 		return info.State.Msgs
 	}
-	for i, killAt := range []float64{records / 5, records / 2} {
+	// Kill points: by the replay's progress (outcomes stored), once the
+	// running monitor has joined more than its predecessor had.
+	var lastJoined float64
+	for i, frac := range []float64{0.2, 0.55} {
 		natstest.Eventually(t, 120*time.Second, func() error {
-			if j := joined(mon); j < killAt {
-				return fmt.Errorf("monitor %d joined %v, waiting for %v", i+1, j, killAt)
+			if o := streamCount(schemas.StreamOutcomes); float64(o) < frac*records {
+				return fmt.Errorf("%d outcomes stored, waiting for %.0f%%", o, 100*frac)
+			}
+			if j := joined(mon); j <= lastJoined {
+				return fmt.Errorf("monitor %d joined %v, waiting for more than %v", i+1, j, lastJoined)
 			}
 			return nil
 		})
 		j := joined(mon)
+		lastJoined = j
 		mon.kill(t)
 		p, o := streamCount(schemas.StreamPredictions), streamCount(schemas.StreamOutcomes)
 		if o >= records {
@@ -278,19 +285,40 @@ func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
 		}
 	}
 	// The ledger the metrics are folded from: one join event per record.
+	// Its window (the last window_size joins, all within the hour) is that
+	// of an uninterrupted fold over the same ledger.
 	joins := map[string]int{}
+	var order []bool // join events in ledger order: prediction right?
 	for _, m := range natstest.StreamMessages(t, js, "MONITOR_LEDGER") {
 		var ev struct {
-			Kind     string `json:"kind"`
-			Source   string `json:"source"`
-			RecordID string `json:"record_id"`
+			Kind      string `json:"kind"`
+			Source    string `json:"source"`
+			RecordID  string `json:"record_id"`
+			Predicted int    `json:"predicted"`
+			Actual    int    `json:"actual"`
 		}
 		if err := json.Unmarshal(m.Data(), &ev); err != nil {
 			t.Fatal(err)
 		}
 		if ev.Kind == "join" {
 			joins[ev.Source+"/"+ev.RecordID]++
+			order = append(order, ev.Predicted == ev.Actual)
 		}
+	}
+	const windowSize = 500 // monitor.window_size default
+	window := order[max(len(order)-windowSize, 0):]
+	right := 0
+	for _, ok := range window {
+		if ok {
+			right++
+		}
+	}
+	wantWindowAcc := float64(right) / float64(len(window))
+	if g := got("cardiostream_monitor_window_accuracy"); g != wantWindowAcc {
+		t.Errorf("window accuracy after the restarts %v, the fold of the ledger's last %d joins gives %v", g, len(window), wantWindowAcc)
+	}
+	if g := got("cardiostream_monitor_window_samples"); g != float64(len(window)) {
+		t.Errorf("window samples %v, want %d", g, len(window))
 	}
 	if len(joins) != want.joined {
 		t.Errorf("ledger holds joins of %d records, the streams join %d", len(joins), want.joined)
@@ -303,7 +331,7 @@ func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
 	if want.duplicatePredictions != 0 {
 		t.Errorf("PREDICTIONS holds %d duplicate predictions", want.duplicatePredictions)
 	}
-	t.Logf("FIGURE TestMonitorSIGKILLRestartEqualsUninterrupted records=%d kills=2 predictions=%d outcomes=%d dead_lettered=%d joined_streams=%d joined_monitor=%v accuracy_streams=%.10f accuracy_monitor=%.10f late_duplicates=%v input_errors=%v",
+	t.Logf("FIGURE TestMonitorSIGKILLRestartEqualsUninterrupted records=%d kills=2 predictions=%d outcomes=%d dead_lettered=%d joined_streams=%d joined_monitor=%v accuracy_streams=%.10f accuracy_monitor=%.10f window_accuracy_ledger=%.4f window_accuracy_monitor=%.4f late_duplicates=%v input_errors=%v",
 		records, want.predictions, want.outcomes, want.deadLetters, want.joined, got("cardiostream_monitor_joined_total"),
-		want.accuracy, got("cardiostream_monitor_accuracy"), got("cardiostream_monitor_late_duplicates_total"), got("cardiostream_monitor_errors_total", "op", "input"))
+		want.accuracy, got("cardiostream_monitor_accuracy"), wantWindowAcc, got("cardiostream_monitor_window_accuracy"), got("cardiostream_monitor_late_duplicates_total"), got("cardiostream_monitor_errors_total", "op", "input"))
 }
