@@ -93,6 +93,8 @@ func TestLateDuplicateIsNotCountedAgain(t *testing.T) {
 	if s.Joined != 1 || s.Predictions != 2 || s.Outcomes != 1 || s.Cumulative.FP != 1 {
 		t.Errorf("after the late duplicates: joined %d predictions %d outcomes %d FP %d, want 1 2 1 1", s.Joined, s.Predictions, s.Outcomes, s.Cumulative.FP)
 	}
+	t.Logf("FIGURE TestLateDuplicateIsNotCountedAgain late_inputs=2 ledger_events_x=%v joined=%d predictions=%d outcomes=%d late_duplicates_total=%v",
+		kinds, s.Joined, s.Predictions, s.Outcomes, testutil.ToFloat64(r.m.metrics.lateDuplicates))
 	if got := testutil.ToFloat64(r.m.metrics.lateDuplicates); got != 2 {
 		t.Errorf("late_duplicates_total = %v, want 2", got)
 	}
