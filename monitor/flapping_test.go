@@ -2,6 +2,8 @@ package monitor
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,18 +51,19 @@ func TestNoFlapping(t *testing.T) {
 	const step = time.Minute
 	hyst := 0.85
 	tests := []struct {
+		doc  string // the row's first cell in docs/alert-rules.md
 		rule Rule
 		// Expected notifications in ALERTS.
 		fired, repeats, resolved int
 		// The step of the first firing and of the last resolution (-1: none).
 		firedAt, resolvedAt int
 	}{
-		{rule: Rule{Name: "none"}, fired: 11, resolved: 11, firedAt: 0, resolvedAt: 25},
-		{rule: Rule{Name: "min_samples", MinSamples: 50}, fired: 11, resolved: 11, firedAt: 1, resolvedAt: 25},
-		{rule: Rule{Name: "for", For: 150 * time.Second}, fired: 1, resolved: 1, firedAt: 14, resolvedAt: 15},
-		{rule: Rule{Name: "hysteresis", RecoverThreshold: &hyst}, fired: 1, resolved: 1, firedAt: 0, resolvedAt: 25},
-		{rule: Rule{Name: "repeat", RecoverThreshold: &hyst, RepeatInterval: 5 * time.Minute}, fired: 1, repeats: 5, resolved: 1, firedAt: 0, resolvedAt: 25},
-		{rule: Rule{Name: "all", MinSamples: 50, For: 150 * time.Second, RecoverThreshold: &hyst, RepeatInterval: time.Hour}, fired: 1, resolved: 1, firedAt: 14, resolvedAt: 25},
+		{doc: "no options", rule: Rule{Name: "none"}, fired: 11, resolved: 11, firedAt: 0, resolvedAt: 25},
+		{doc: "`min_samples: 50`", rule: Rule{Name: "min_samples", MinSamples: 50}, fired: 11, resolved: 11, firedAt: 1, resolvedAt: 25},
+		{doc: "`for: 150s`", rule: Rule{Name: "for", For: 150 * time.Second}, fired: 1, resolved: 1, firedAt: 14, resolvedAt: 15},
+		{doc: "`recover_threshold: 0.85`", rule: Rule{Name: "hysteresis", RecoverThreshold: &hyst}, fired: 1, resolved: 1, firedAt: 0, resolvedAt: 25},
+		{doc: "`recover_threshold: 0.85`, `repeat_interval: 5m`", rule: Rule{Name: "repeat", RecoverThreshold: &hyst, RepeatInterval: 5 * time.Minute}, fired: 1, repeats: 5, resolved: 1, firedAt: 0, resolvedAt: 25},
+		{doc: "all four (`min_samples: 50`, `for: 150s`, `recover_threshold: 0.85`, `repeat_interval: 1h`)", rule: Rule{Name: "all", MinSamples: 50, For: 150 * time.Second, RecoverThreshold: &hyst, RepeatInterval: time.Hour}, fired: 1, resolved: 1, firedAt: 14, resolvedAt: 25},
 	}
 
 	h := newHarness(t)
@@ -115,6 +118,11 @@ func TestNoFlapping(t *testing.T) {
 
 	t.Logf("%d segments fed and evaluated in %s", len(segs), time.Since(began).Round(time.Millisecond))
 
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "alert-rules.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	byRule := map[string][]schemas.Alert{}
 	for _, a := range h.alerts() {
 		byRule[a.Rule] = append(byRule[a.Rule], a)
@@ -139,6 +147,10 @@ func TestNoFlapping(t *testing.T) {
 			}
 			t.Logf("FIGURE TestNoFlapping rule=%s min_samples=%d for=%s recover=%g repeat=%s steps=%d fired=%d repeats=%d resolved=%d first_fired_step=%d last_resolved_step=%d",
 				tc.rule.Name, tc.rule.MinSamples, tc.rule.For, tc.rule.Recover(), tc.rule.RepeatInterval, len(segs), fired, repeats, resolved, firedAt, resolvedAt)
+			// The table in docs/alert-rules.md shows these counts.
+			if row := fmt.Sprintf("| %s | %d | %d | %d |", tc.doc, tc.fired, tc.repeats, tc.resolved); !strings.Contains(string(doc), row) {
+				t.Errorf("docs/alert-rules.md lacks the row %q", row)
+			}
 			if fired != tc.fired || repeats != tc.repeats || resolved != tc.resolved || firedAt != tc.firedAt || resolvedAt != tc.resolvedAt {
 				t.Errorf("fired %d (first at step %d), repeats %d, resolved %d (last at step %d); want %d (%d), %d, %d (%d)",
 					fired, firedAt, repeats, resolved, resolvedAt, tc.fired, tc.firedAt, tc.repeats, tc.resolved, tc.resolvedAt)
