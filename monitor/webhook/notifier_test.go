@@ -279,6 +279,9 @@ func TestMaxAttemptsGivesUp(t *testing.T) {
 	if got := rc.waitAccepted(t, 1); got[0] != second {
 		t.Errorf("accepted %v, want [%s]", got, second)
 	}
+	// The receiver records its 200 before the notifier reads it: wait for
+	// the ack, which follows the counter update.
+	e.waitSettled(t, cfg.Consumer)
 	if n := len(rc.requests()); n != 4 {
 		t.Errorf("receiver saw %d requests, want 3 attempts + 1", n)
 	}
