@@ -64,7 +64,8 @@ type NATS struct {
 	Name string `koanf:"name"`
 	// ConnectTimeout bounds one connection attempt.
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
-	// ReconnectWait is the pause between reconnection attempts.
+	// ReconnectWait is the longest pause between reconnection attempts: they
+	// start 100 ms apart and back off exponentially up to it (ReconnectDelay).
 	ReconnectWait time.Duration `koanf:"reconnect_wait"`
 	// MaxReconnects is how many reconnection attempts are made before the
 	// connection gives up; -1 never gives up (a service should not).
