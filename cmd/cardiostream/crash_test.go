@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/natsserver"
 	"github.com/cardiostream/cardiostream/internal/natstest"
 	"github.com/cardiostream/cardiostream/internal/streams"
 	"github.com/cardiostream/cardiostream/schemas"
@@ -87,11 +89,24 @@ func crashPublishInvalid(tb testing.TB, js jetstream.JetStream, n int) <-chan er
 	return done
 }
 
+// crashAckPending is the number of records the scorer consumer delivered
+// and is waiting to have acknowledged.
+func crashAckPending(tb testing.TB, js jetstream.JetStream) int {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, schemas.StreamRecords, streams.ConsumerScorer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c.CachedInfo().NumAckPending
+}
+
 // TestSIGTERMScorerUnderLoad is the small version of promise 8 for a
 // scorer: SIGTERM it while a replay runs, expect exit 0, restart it, and
 // find exactly one prediction or dead letter for every record.
 func TestSIGTERMScorerUnderLoad(t *testing.T) {
-	crashSIGTERMScorer(t, 3, 1500)
+	crashSIGTERMScorer(t, 3, 0)
 }
 
 // crashSIGTERMScorer replays the UCI files repeat times at rate records/s
@@ -118,6 +133,7 @@ func crashSIGTERMScorer(t *testing.T, repeat int, rate float64) {
 		t.Errorf("the scorer did not log its drain; stderr:\n%s", sc.tail())
 	}
 	atStop, _ := procOutputs(js)
+	stranded := crashAckPending(t, js)
 
 	restarted := crashStartScorerOn(t, "scorer-2", url)
 	crashWaitReplay(t, rp)
@@ -132,8 +148,8 @@ func crashSIGTERMScorer(t *testing.T, repeat int, rate float64) {
 	if code, _ := restarted.sigterm(t, 60*time.Second); code != 0 {
 		t.Errorf("restarted scorer exited %d; stderr:\n%s", code, restarted.tail())
 	}
-	t.Logf("FIGURE %s %s outputs_at_sigterm=%d sigterm_exit_seconds=%.2f total_seconds=%.1f",
-		t.Name(), l, atStop, took.Seconds(), time.Since(start).Seconds())
+	t.Logf("FIGURE %s %s outputs_at_sigterm=%d ack_pending_after_exit=%d sigterm_exit_seconds=%.2f total_seconds=%.1f",
+		t.Name(), l, atStop, stranded, took.Seconds(), time.Since(start).Seconds())
 }
 
 // TestMonitorStartsBeforeNATS is promise 9 for the monitor: started while
@@ -212,7 +228,7 @@ func TestMonitorStartsBeforeNATS(t *testing.T) {
 // `standalone --replay`: SIGTERM mid-replay, exit 0, restart on the same
 // data directory with the same replay, exactly one output per record.
 func TestSIGTERMStandaloneReplay(t *testing.T) {
-	crashSIGTERMStandalone(t, 3, 1500)
+	crashSIGTERMStandalone(t, 3, 0)
 }
 
 // crashSIGTERMStandalone runs `standalone --replay` of the UCI files
@@ -251,4 +267,30 @@ func crashSIGTERMStandalone(t *testing.T, repeat int, rate float64) {
 		t.Errorf("restarted standalone exited %d; stderr:\n%s", code, second.tail())
 	}
 	t.Logf("FIGURE %s %s sigterm_exit_seconds=%.2f total_seconds=%.1f", t.Name(), l, took.Seconds(), time.Since(start).Seconds())
+}
+
+// TestRoleRefusedByServerExits: a scorer whose server refuses it (wrong
+// token) does not wait forever saying the server may not be running; it
+// logs the refusal and exits 1 with it. (Regression: it waited until killed,
+// /readyz "connecting", the reason never shown.)
+func TestRoleRefusedByServerExits(t *testing.T) {
+	port := natstest.FreePort(t)
+	ns, err := natsserver.StartWithOptions(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir(), Authorization: "the-right-token-0123456789"}, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	url := fmt.Sprintf("nats://a-wrong-token@127.0.0.1:%d", port)
+	code, stdout, stderr := runCmd(t, testEnviron("CARDIOSTREAM_NATS__RECONNECT_WAIT=100ms"),
+		"scorer", "--nats-url", url, "--metrics-addr", "127.0.0.1:0")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(strings.ToLower(stderr), "authorization violation") {
+		t.Errorf("stderr does not name the refusal:\n%s", stderr)
+	}
+	if strings.Contains(stdout+stderr, "a-wrong-token") {
+		t.Errorf("the token appears in the output:\n%s", stdout+stderr)
+	}
 }

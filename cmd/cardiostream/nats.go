@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,16 +21,20 @@ const defaultClientURL = "nats://127.0.0.1:4222"
 
 // connectNATS connects to url and waits until the connection is up. A server
 // that is not reachable yet is retried with backoff until ctx ends, so
-// processes can start in any order.
+// processes can start in any order. A server that refuses the client for
+// good (nats.go closes the connection after the same authorization error
+// twice) ends the wait with that error instead of an endless "waiting".
 func connectNATS(ctx context.Context, cfg *config.Config, url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	// A URL may carry a password (nats://user:pass@host): never log it whole.
 	shown := config.RedactURLs(url)
 	log = log.With("component", "nats", "url", shown)
+	attempts := &connAttempts{}
 	// Name, timeouts, reconnects, and for an external server its token,
 	// credentials and TLS come from the configuration.
 	opts := append(cfg.NATS.ClientOptions(),
 		nats.Name(name),
 		nats.RetryOnFailedConnect(true),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { attempts.failed(err) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("disconnected from NATS; reconnecting", "err", err)
@@ -49,26 +54,73 @@ func connectNATS(ctx context.Context, cfg *config.Config, url, name string, log 
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", shown, err)
 	}
-	if err := waitConnected(ctx, nc, shown, log); err != nil {
+	if err := waitConnected(ctx, nc, shown, attempts, cfg.NATS.ReconnectWait, log); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return nc, nil
 }
 
-func waitConnected(ctx context.Context, nc *nats.Conn, shownURL string, log *slog.Logger) error {
+// connAttempts keeps the last failed connection attempt's error, reported by
+// nats.go's reconnect error handler, so the wait can say why it waits.
+type connAttempts struct {
+	mu   sync.Mutex
+	last error
+}
+
+func (a *connAttempts) failed(err error) {
+	a.mu.Lock()
+	a.last = err
+	a.mu.Unlock()
+}
+
+// lastErr is the most recent reason the connection is not up: the
+// connection's own error (an authorization violation, say) or the last
+// failed attempt (connection refused, a timeout, …).
+func (a *connAttempts) lastErr(nc *nats.Conn) error {
+	// After a refused first attempt nc.LastError is only "no servers
+	// available"; the attempts say why.
+	err := nc.LastError()
+	if err != nil && !errors.Is(err, nats.ErrNoServers) {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.last != nil {
+		return a.last
+	}
+	return err
+}
+
+// waitConnected waits until nc is connected, logging what it waits for
+// after a moment and again whenever the reason changes. It fails when ctx
+// ends or nats.go gives up (closes the connection).
+func waitConnected(ctx context.Context, nc *nats.Conn, shownURL string, attempts *connAttempts, maxWait time.Duration, log *slog.Logger) error {
 	start := time.Now()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	logged := false
+	lastLogged := ""
 	for !nc.IsConnected() {
-		if !logged && time.Since(start) > 2*time.Second {
-			log.Warn("waiting for NATS to become reachable; retrying (is nats-server running at this address?)")
-			logged = true
+		err := attempts.lastErr(nc)
+		if nc.IsClosed() {
+			if err == nil {
+				err = nats.ErrConnectionClosed
+			}
+			return fmt.Errorf("connecting to NATS at %s: %w (the client gave up; check the URL, credentials and TLS settings)", shownURL, err)
+		}
+		reason := "no answer yet"
+		if err != nil {
+			reason = err.Error()
+		}
+		if time.Since(start) > 2*time.Second && reason != lastLogged {
+			log.Warn("waiting for NATS to become reachable before setting up streams and consumers; retrying with backoff (is nats-server running at this address?)",
+				"err", reason, "max_retry_interval", maxWait)
+			logged, lastLogged = true, reason
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for NATS at %s: %w", shownURL, ctx.Err())
+			return fmt.Errorf("waiting for NATS at %s: %w (last error: %s)", shownURL, ctx.Err(), reason)
 		case <-t.C:
 		}
 	}

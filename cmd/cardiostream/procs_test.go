@@ -229,6 +229,7 @@ type procLedger struct {
 	Missing     int // records with neither a prediction nor a dead letter
 	Duplicated  int // records with more than one prediction or dead letter, or both
 	Orphans     int // predictions or dead letters of no record in RECORDS
+	Redelivered int // outputs made on a redelivery (deliveries > 1)
 	Examples    []string
 }
 
@@ -286,6 +287,9 @@ func procCheckExactlyOnce(tb testing.TB, js jetstream.JetStream) procLedger {
 		if err := json.Unmarshal(m.Data(), &p); err != nil {
 			tb.Fatalf("prediction is not JSON: %v", err)
 		}
+		if p.Deliveries > 1 {
+			l.Redelivered++
+		}
 		r := byKey[p.Source+"/"+p.RecordID]
 		if r == nil {
 			l.Orphans++
@@ -299,6 +303,9 @@ func procCheckExactlyOnce(tb testing.TB, js jetstream.JetStream) procLedger {
 		var d schemas.DeadLetter
 		if err := json.Unmarshal(m.Data(), &d); err != nil {
 			tb.Fatalf("dead letter is not JSON: %v", err)
+		}
+		if d.Deliveries > 1 {
+			l.Redelivered++
 		}
 		r := bySeq[d.StreamSequence]
 		if r == nil {
