@@ -122,6 +122,9 @@ func TestCrashServerRestart(t *testing.T) {
 	const before, after = 20, 25 // repeats replayed before and after the restart
 	crashWaitReplay(t, crashStartReplay(t, url, before, 0))
 
+	monAddr := procMetricsAddr(t)
+	mon := procStart(t, "monitor", crashScorerEnv(), monAddr, "monitor", "--nats-url", url, "--metrics-addr", monAddr)
+	mon.waitReady(t, time.Minute)
 	var scorers [2]*crashProc
 	for i := range scorers {
 		scorers[i] = crashStartScorerOn(t, fmt.Sprintf("scorer-%d", i), url)
@@ -161,7 +164,22 @@ func TestCrashServerRestart(t *testing.T) {
 	if l.Records != total || !l.ok() {
 		t.Errorf("want %d records each with exactly one output, got %s; %v", total, l, l.Examples)
 	}
-	for _, s := range scorers {
+	// The monitor came back too, and saw every output.
+	mon.waitReady(t, time.Minute)
+	var seen float64
+	natstest.Eventually(t, 2*time.Minute, func() error {
+		fams := scrape(t, monAddr)
+		p, _ := metricValue(fams, "cardiostream_monitor_predictions_total")
+		d, _ := metricValue(fams, "cardiostream_monitor_dead_lettered_total")
+		if seen = p + d; int(seen) < total {
+			return fmt.Errorf("monitor counted %v of %d outputs", seen, total)
+		}
+		return nil
+	})
+	if int(seen) != total {
+		t.Errorf("monitor counted %v outputs, want %d", seen, total)
+	}
+	for _, s := range append(scorers[:], mon) {
 		select {
 		case <-s.exited:
 			t.Errorf("%s exited during the outage (%v); stderr:\n%s", s.name, s.err, s.tail())
