@@ -101,12 +101,13 @@ func (s *Scorer) process(b *batch) {
 		// it now could leave the record with both.
 		s.decode(it)
 	}
+	s.skipStored(b)
 
 	s.score(b)
 
 	for i := range b.items {
 		it := &b.items[i]
-		if it.verdict == verdictRetry {
+		if it.verdict == verdictRetry || it.verdict == verdictStored {
 			continue
 		}
 		msg, err := s.outMsg(it)
@@ -228,6 +229,11 @@ func (s *Scorer) settle(it *item, deadline <-chan struct{}, abort <-chan struct{
 		s.nak(it, s.backoff(it.deliveries))
 		s.retried.Add(1)
 		s.m.retried.Inc()
+		s.m.inflight.Dec()
+		return false
+	}
+	if it.verdict == verdictStored {
+		s.settleStored(it)
 		s.m.inflight.Dec()
 		return false
 	}

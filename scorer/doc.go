@@ -15,7 +15,11 @@
 //     ack; a duplicate publish ack (a redelivery whose prediction was already
 //     stored) counts as stored. PREDICTIONS' duplicate window must cover
 //     Config.RedeliveryHorizon (AckWait × MaxDeliver); Run warns when it does
-//     not.
+//     not. A record redelivered later than that (a lone scorer killed and
+//     restarted after the window, a long outage) is looked up first: its
+//     earlier prediction or dead letter is found by message id in
+//     PREDICTIONS and DEADLETTER and the record is settled without a second
+//     output (stored.go).
 //   - invalid (decode or validate stage, or a bad subject): the dead letter
 //     (Nats-Msg-Id "dl/<stream sequence>") is published, then the record is
 //     terminated.

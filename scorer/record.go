@@ -28,6 +28,7 @@ const (
 	verdictPredict    verdict = iota // publish the prediction, then Ack
 	verdictDeadLetter                // publish a dead letter, then Term
 	verdictRetry                     // transient failure: NakWithDelay
+	verdictStored                    // an earlier delivery's output is stored (kind): Ack or Term, publish nothing
 )
 
 // item is one delivered record on its way through a batch.

@@ -38,7 +38,7 @@ type Stats struct {
 	Scored       uint64 // records acked after their prediction was stored
 	DeadLettered uint64 // records terminated after their dead letter was stored
 	Retried      uint64 // NAKs with delay after a transient failure
-	Duplicates   uint64 // predictions the stream had already stored (redeliveries)
+	Duplicates   uint64 // outputs already stored by an earlier delivery (redeliveries)
 }
 
 // Scorer scores records from the shared durable consumer. Create it with New
@@ -61,6 +61,10 @@ type Scorer struct {
 	state   atomic.Pointer[string] // nil while consuming, else why not ready
 
 	received, scored, deadLettered, retried, duplicates atomic.Uint64
+
+	// dupWindow is the shortest duplicate window of PREDICTIONS and
+	// DEADLETTER (nanoseconds; 0 while unknown), see stored.go.
+	dupWindow atomic.Int64
 
 	errLog  changeLogger
 	batches sync.Pool // *batch
@@ -242,6 +246,11 @@ func (s *Scorer) checkDuplicateWindow(ctx context.Context) {
 		return
 	}
 	info := st.CachedInfo()
+	window := info.Config.Duplicates
+	if dl, err := s.js.Stream(ctx, schemas.StreamDeadLetter); err == nil {
+		window = min(window, dl.CachedInfo().Config.Duplicates)
+	}
+	s.setDuplicateWindow(window)
 	if h := s.cfg.RedeliveryHorizon(); info.Config.Duplicates < h {
 		s.log.Warn("PREDICTIONS duplicate window is shorter than the redelivery horizon: a late redelivery can store a second prediction",
 			"duplicate_window", info.Config.Duplicates, "redelivery_horizon", h)
