@@ -284,6 +284,12 @@ func TestRedeliveryAfterCrashStoresNoDuplicatePrediction(t *testing.T) {
 func TestThreeScorersScoreEveryRecordExactlyOnce(t *testing.T) {
 	e := newEnv(t)
 	cfg := testConfig()
+	// No crash here, so no redelivery may happen either: testConfig's 2 s
+	// AckWait and 1 s publish timeout expire under -race on a loaded machine
+	// (records redelivered or retried while their prediction is stored,
+	// then deduplicated), which this test would count as a failure.
+	cfg.AckWait = 30 * time.Second
+	cfg.PublishTimeout = 10 * time.Second
 	var rs []*running
 	for range 3 {
 		rs = append(rs, e.start(t, cfg, fakeModel{}))
