@@ -205,3 +205,61 @@ func TestCrashSIGTERMScorerLarge(t *testing.T) {
 func TestCrashSIGTERMStandaloneLarge(t *testing.T) {
 	crashSIGTERMStandalone(t, 20, 0)
 }
+
+// TestCrashLoneScorerBackAfterDuplicateWindow: the only scorer is killed
+// with SIGKILL mid-backlog and comes back only after the output streams'
+// duplicate window has passed (5 s here, 10 min by default), so the server
+// no longer deduplicates the outputs it had stored without acking. Every
+// record still has exactly one output.
+func TestCrashLoneScorerBackAfterDuplicateWindow(t *testing.T) {
+	start := time.Now()
+	const window = 5 * time.Second
+	env := procEnv(
+		"CARDIOSTREAM_SCORER__ACK_WAIT=2s",
+		"CARDIOSTREAM_SCORER__MAX_DELIVER=2",
+		"CARDIOSTREAM_SCORER__PUBLISH_TIMEOUT=1s",
+		"CARDIOSTREAM_STREAMS__DUPLICATE_WINDOW="+window.String(),
+		"CARDIOSTREAM_NATS__RECONNECT_WAIT=100ms",
+	)
+	ns := natstest.RunServerIn(t, t.TempDir())
+	url := ns.ClientURL()
+	js := procConnect(t, url)
+	const repeat = 10
+	total := 920 * repeat
+	rp := procStart(t, "replay", env, "", append([]string{"replay", "--nats-url", url, "--repeat", fmt.Sprint(repeat)}, uciFiles...)...)
+	crashWaitReplay(t, rp)
+
+	scorerOn := func(name string) *crashProc {
+		addr := procMetricsAddr(t)
+		p := procStart(t, name, env, addr, "scorer", "--nats-url", url, "--metrics-addr", addr)
+		p.waitReady(t, time.Minute)
+		return p
+	}
+	first := scorerOn("scorer-1")
+	crashWaitOutputs(t, js, total/3)
+	first.kill9(t)
+	atKill, _ := procOutputs(js)
+	// Away for longer than the window, twice over (the server forgets
+	// message ids on a timer): the scenario, not a wait for a condition.
+	time.Sleep(3 * window)
+	second := scorerOn("scorer-2")
+	natstest.Eventually(t, 3*time.Minute, func() error { return procSettled(js, total) })
+	l := procCheckExactlyOnce(t, js)
+	if l.Records != total || !l.ok() {
+		t.Errorf("want %d records each with exactly one output, got %s; %v", total, l, l.Examples)
+	}
+	if code, _ := second.sigterm(t, time.Minute); code != 0 {
+		t.Errorf("scorer exited %d; stderr:\n%s", code, second.tail())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ps, err := js.Stream(ctx, schemas.StreamPredictions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ps.CachedInfo().Config.Duplicates; got != window {
+		t.Errorf("PREDICTIONS duplicate window %s, want %s (from the processes' configuration)", got, window)
+	}
+	t.Logf("FIGURE %s %s redelivered_outputs=%d outputs_at_kill=%d duplicate_window=%s away=%s total_seconds=%.1f",
+		t.Name(), l, l.Redelivered, atKill, window, 3*window, time.Since(start).Seconds())
+}
