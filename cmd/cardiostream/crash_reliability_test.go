@@ -4,9 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +19,19 @@ import (
 	"github.com/cardiostream/cardiostream/schemas"
 	"github.com/cardiostream/cardiostream/scorer"
 )
+
+// kill9 (kill -9) sends SIGKILL and waits for the process to be gone.
+func (p *crashProc) kill9(tb testing.TB) {
+	tb.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		tb.Fatalf("kill -9 %s: %v", p.name, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("%s still running 30s after SIGKILL", p.name)
+	}
+}
 
 // crashAckWait is CARDIOSTREAM_SCORER__ACK_WAIT of crashScorerEnv.
 const crashAckWait = 10 * time.Second

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -109,19 +108,6 @@ func (p *crashProc) waitReady(tb testing.TB, timeout time.Duration) {
 		}
 		return nil
 	})
-}
-
-// kill9 sends SIGKILL and waits for the process to be gone.
-func (p *crashProc) kill9(tb testing.TB) {
-	tb.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		tb.Fatalf("kill -9 %s: %v", p.name, err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		tb.Fatalf("%s still running 30s after SIGKILL", p.name)
-	}
 }
 
 // sigterm sends SIGTERM and waits up to timeout for the process to exit; it
