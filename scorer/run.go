@@ -32,6 +32,7 @@ func (s *Scorer) Run(ctx context.Context) error {
 	intakeDone := make(chan struct{})
 	ackq := make(chan *batch, 2*s.cfg.Workers)
 	abort := make(chan struct{})
+	s.abort = abort
 
 	// The shutdown clock starts when ctx ends.
 	stopTimer := make(chan struct{})

@@ -62,6 +62,10 @@ type Scorer struct {
 
 	received, scored, deadLettered, retried, duplicates atomic.Uint64
 
+	// abort is closed when the shutdown timeout expires (set by Run before
+	// any worker starts).
+	abort <-chan struct{}
+
 	// dupWindow is the shortest duplicate window of PREDICTIONS and
 	// DEADLETTER (nanoseconds; 0 while unknown), see stored.go.
 	dupWindow atomic.Int64

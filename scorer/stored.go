@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,7 +29,9 @@ import (
 // the duplicate window ago are looked up (half: for clock skew between scorer
 // and server), so the scan runs after incidents only, never in the steady
 // state. It reads the output messages of the records' sources published
-// since the oldest of them was stored.
+// since the oldest of them was stored: after a crash with a deep backlog
+// that can be a long stretch, read once per affected batch (at tens of
+// thousands of messages a second), while the records are kept in progress.
 
 // storedScanBatch is the fetch size of the scan.
 const storedScanBatch = 1000
@@ -70,8 +73,21 @@ func (s *Scorer) skipStored(b *batch) {
 	if len(cands) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(s.cfg.AckWait/2, time.Second))
+	// A scan of a long stretch of PREDICTIONS can outlast AckWait: the
+	// candidates are kept from being redelivered meanwhile (InProgress), and
+	// the scan is bounded by lookupTimeout, after which they are NAKed and
+	// the next delivery tries again.
+	ctx, cancel := context.WithTimeout(context.Background(), s.lookupTimeout())
 	defer cancel()
+	go func() { // the shutdown timeout ends a lookup too
+		select {
+		case <-s.abort:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stopKeepalive := s.keepInProgress(cands)
+	defer stopKeepalive()
 	want := map[string]bool{}
 	since := cands[0].storedAt
 	var predSubjects, dlSubjects []string
@@ -112,6 +128,34 @@ func (s *Scorer) skipStored(b *batch) {
 	}
 	s.log.Info("looked up earlier outputs of records redelivered after the duplicate window",
 		"records", len(cands), "already_stored", len(found))
+}
+
+// lookupTimeout bounds one lookup: ten AckWaits, at least a minute.
+func (s *Scorer) lookupTimeout() time.Duration { return max(10*s.cfg.AckWait, time.Minute) }
+
+// keepInProgress tells the server every AckWait/3 that items are still being
+// worked on, until the returned func is called.
+func (s *Scorer) keepInProgress(items []*item) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(max(s.cfg.AckWait/3, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, it := range items {
+					_ = it.msg.InProgress()
+				}
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // scanStored reads the messages of stream on subjects stored since since
