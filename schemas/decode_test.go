@@ -110,6 +110,13 @@ func TestDecodeRecordErrors(t *testing.T) {
 		{"text starting like a number", `-x`, StageDecode, []string{""}, "", "invalid JSON at byte 1: unexpected 'x'; expected a digit"},
 		{"unterminated string", `"abc`, StageDecode, []string{""}, "", "invalid JSON at byte 4: unterminated string"},
 		{"a number, not an object", `63`, StageDecode, []string{""}, "", "payload must be a JSON object, got number"},
+		// A number token runs to a delimiter: no range problem for the "0"
+		// of "0x3F", only the syntax error.
+		{"hex number", `{"id":"r1","features":{"age":0x3F}}`, StageDecode, []string{""}, "r1",
+			"invalid JSON at byte 30: unexpected 'x'; expected ',', '}', ']' or whitespace after a number"},
+		{"letters after a number", `{"id":"r1","features":{"chol":2mg}}`, StageDecode, []string{""}, "r1",
+			"invalid JSON at byte 31: unexpected 'm'; expected ',', '}', ']' or whitespace after a number"},
+		{"two decimal points", `{"id":"r1","features":{"oldpeak":1.5.3}}`, StageDecode, []string{""}, "r1", "unexpected '.'"},
 		{"invalid utf-8", "{\"id\":\"r1\",\"patient_ref\":\"\xff\",\"features\":{}}", StageDecode,
 			[]string{""}, "", "not valid UTF-8 (first invalid byte at 26)"},
 		{"trailing data", `{"id":"r1","features":{}} x`, StageDecode, []string{""}, "r1", "unexpected data after the JSON object at byte 26"},

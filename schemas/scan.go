@@ -453,6 +453,18 @@ func (s *scanner) number() (raw []byte, integral, ok bool) {
 			exp = -exp
 		}
 	}
+	// A number ends at whitespace, a structural character or the end of
+	// input: "0x3F" or "63abc" is a syntax error, not the number 0 or 63
+	// followed by garbage (which would report a misleading range problem).
+	if i < len(d) {
+		switch d[i] {
+		case ' ', '\t', '\n', '\r', ',', '}', ']':
+		default:
+			s.pos = i
+			s.unexpected("',', '}', ']' or whitespace after a number")
+			return nil, false, false
+		}
+	}
 	s.pos = i
 	return d[start:i], isIntegral(intDigits, frac, exp), true
 }
