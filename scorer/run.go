@@ -32,6 +32,9 @@ func (s *Scorer) Run(ctx context.Context) error {
 	intakeDone := make(chan struct{})
 	ackq := make(chan *batch, 2*s.cfg.Workers)
 	abort := make(chan struct{})
+	// abortCtx ends with abort: it bounds the wait for buffer space.
+	abortCtx, cancelAbort := context.WithCancel(context.Background())
+	defer cancelAbort()
 
 	// The shutdown clock starts when ctx ends.
 	stopTimer := make(chan struct{})
@@ -47,6 +50,7 @@ func (s *Scorer) Run(ctx context.Context) error {
 		select {
 		case <-t.C:
 			close(abort)
+			cancelAbort()
 		case <-stopTimer:
 		}
 	})
@@ -57,7 +61,7 @@ func (s *Scorer) Run(ctx context.Context) error {
 	}
 	acker.Go(func() { s.acker(ackq, abort) })
 
-	err := s.consume(ctx, in, abort)
+	err := s.consume(ctx, in, abort, abortCtx)
 	s.setNotReady("shutting down")
 
 	close(intakeDone)
@@ -92,10 +96,18 @@ func (s *Scorer) Run(ctx context.Context) error {
 
 // consume keeps a Consume subscription feeding in until ctx ends, recreating
 // the consumer when it is deleted. It returns after intake has stopped.
-func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-chan struct{}) error {
+func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-chan struct{}, abortCtx context.Context) error {
 	handler := func(m jetstream.Msg) {
+		// Blocking here holds back the next pulls: back-pressure by bytes,
+		// on top of the count bound of the channel.
+		n := payloadWeight(m)
+		if err := s.budget.Acquire(abortCtx, n); err != nil {
+			_ = m.Nak()
+			return
+		}
 		select {
 		case <-abort:
+			s.budget.Release(n)
 			_ = m.Nak()
 			return
 		default:
@@ -103,6 +115,7 @@ func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-c
 		select {
 		case in <- m:
 		case <-abort:
+			s.budget.Release(n)
 			_ = m.Nak()
 		}
 	}
@@ -118,7 +131,7 @@ func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-c
 		}
 		signals := make(chan error, 1)
 		cc, err := cons.Consume(handler,
-			jetstream.PullMaxMessages(s.cfg.BatchSize),
+			jetstream.PullMaxMessagesWithBytesLimit(s.cfg.BatchSize, s.pullMaxBytes()),
 			jetstream.PullExpiry(s.cfg.PullExpiry),
 			jetstream.PullHeartbeat(s.cfg.PullExpiry/4),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -162,6 +175,29 @@ func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-c
 			return nil
 		}
 	}
+}
+
+// maxBufferedBytes bounds the payload bytes of the records this process
+// holds between delivery and settlement. Valid records are at most
+// schemas.MaxRecordBytes, so a full pipeline of them (a few batches) never
+// reaches it; a flood of payloads at the server's max_payload (1 MiB) would
+// otherwise fill the same pipeline with gigabytes.
+const maxBufferedBytes = 64 << 20
+
+// payloadWeight is what a delivered record counts against maxBufferedBytes;
+// a single record larger than the whole budget takes all of it.
+func payloadWeight(m jetstream.Msg) int64 { return min(int64(len(m.Data())), maxBufferedBytes) }
+
+// pullMaxBytes bounds the bytes one pull request may bring. Records are
+// small, so a batch of valid ones is never cut; but RECORDS accepts messages
+// up to the server's max_payload (1 MiB by default, 64 times the record
+// limit), and a full batch of those (500 MiB) made the server drop the
+// scorer as a slow consumer, again after every reconnect. The bound must
+// stay above the largest possible message, or that message could never be
+// delivered: twice the server's max_payload at least.
+func (s *Scorer) pullMaxBytes() int {
+	const ceiling = 32 << 20 // half the server's default max_pending per client
+	return max(min(s.cfg.BatchSize*schemas.MaxRecordBytes, ceiling), 2*int(s.js.Conn().MaxPayload()), 2<<20)
 }
 
 // watch blocks until ctx ends (false, nil), the consumer must be recreated

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/cardiostream/cardiostream/schemas"
 )
@@ -63,7 +64,8 @@ type Scorer struct {
 	received, scored, deadLettered, retried, duplicates atomic.Uint64
 
 	errLog  changeLogger
-	batches sync.Pool // *batch
+	batches sync.Pool           // *batch
+	budget  *semaphore.Weighted // maxBufferedBytes: payload bytes between delivery and settlement
 }
 
 // New checks its arguments and returns a Scorer. It creates its own
@@ -107,7 +109,8 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, model Mo
 	s := &Scorer{
 		cfg: cfg, js: js, pub: pub, subjects: subjects, model: model, ref: ref,
 		threshold: model.Threshold(), m: m, now: o.now, opts: o,
-		log: log.With("component", "scorer", "consumer", cfg.Consumer),
+		log:    log.With("component", "scorer", "consumer", cfg.Consumer),
+		budget: semaphore.NewWeighted(maxBufferedBytes),
 	}
 	s.batch, _ = model.(BatchModel)
 	s.errLog.log = s.log
