@@ -52,8 +52,11 @@ func decodePrediction(_ *Monitor, data []byte, source string, at time.Time) (eve
 	if err := json.Unmarshal(data, &p); err != nil {
 		return event{}, fmt.Errorf("%w: prediction: %w", errInvalidInput, err)
 	}
-	if p.RecordID == "" || !validLabel(p.Label) {
-		return event{}, fmt.Errorf("%w: prediction: record_id empty or label %d not 0/1", errInvalidInput, p.Label)
+	// The id must be one a record can have (the scorer only writes those):
+	// it goes into ledger message ids, and a forged one of 70 KB would be
+	// refused by the server on every retry.
+	if !schemas.ValidID(p.RecordID) || !validLabel(p.Label) {
+		return event{}, fmt.Errorf("%w: prediction: record_id not a valid record id or label %d not 0/1", errInvalidInput, p.Label)
 	}
 	return event{V: ledgerVersion, Kind: kindPrediction, Source: source, RecordID: p.RecordID, At: at, Label: p.Label, LatencyMS: p.LatencyMS}, nil
 }
@@ -73,6 +76,9 @@ func decodeDeadLetter(_ *Monitor, data []byte, source string, at time.Time) (eve
 	var d schemas.DeadLetter
 	if err := json.Unmarshal(data, &d); err != nil {
 		return event{}, fmt.Errorf("%w: dead letter: %w", errInvalidInput, err)
+	}
+	if d.RecordID != "" && !schemas.ValidID(d.RecordID) { // empty: the payload had no readable id
+		return event{}, fmt.Errorf("%w: dead letter: record_id is not a valid record id", errInvalidInput)
 	}
 	return event{V: ledgerVersion, Kind: kindDeadLetter, Source: source, RecordID: d.RecordID, At: at, Stage: stageLabel(d.Stage)}, nil
 }

@@ -127,17 +127,26 @@ func TestInvalidInputsAreTerminated(t *testing.T) {
 	h.publish(h.subjects.Predictions("s"), "", map[string]any{"record_id": "", "label": 1})
 	h.publish(h.subjects.Outcomes("s"), "", map[string]any{"record_id": "a", "label": 7})
 	h.publish(h.subjects.Predictions("s")+".shadow", "", map[string]any{"record_id": "x", "label": 1}) // not ours
+	// Forged messages the scorer never writes: a record id no record can
+	// have (it names ledger message ids, which the server caps at 64 KiB of
+	// headers) must be refused, not retried forever.
+	huge := strings.Repeat("x", 70_000)
+	h.publish(h.subjects.Predictions("s"), "", map[string]any{"record_id": huge, "label": 1})
+	h.publish(h.subjects.Predictions("s"), "", map[string]any{"record_id": "a b*>", "label": 0})
+	h.publish(h.subjects.DeadLetter("s"), "", map[string]any{"record_id": huge, "stage": "decode"})
 	h.settle(r)
 	// The consumers' state can settle a moment before the handler that
 	// terminated the message returns: poll for the counters.
 	natstest.Eventually(t, 10*time.Second, func() error {
-		if got := testutil.ToFloat64(r.m.metrics.invalid["predictions"]) + testutil.ToFloat64(r.m.metrics.invalid["outcomes"]); got != 2 {
-			return fmt.Errorf("invalid_messages_total = %v, want 2", got)
+		got := testutil.ToFloat64(r.m.metrics.invalid["predictions"]) + testutil.ToFloat64(r.m.metrics.invalid["outcomes"]) +
+			testutil.ToFloat64(r.m.metrics.invalid["deadletter"])
+		if got != 5 {
+			return fmt.Errorf("invalid_messages_total = %v, want 5", got)
 		}
 		return nil
 	})
-	if s := r.m.Snapshot(); s.Predictions != 0 || s.Outcomes != 0 {
-		t.Fatalf("predictions %d outcomes %d, want 0 0", s.Predictions, s.Outcomes)
+	if s := r.m.Snapshot(); s.Predictions != 0 || s.Outcomes != 0 || s.DeadLettered != 0 {
+		t.Fatalf("predictions %d outcomes %d dead letters %d, want 0 0 0", s.Predictions, s.Outcomes, s.DeadLettered)
 	}
 }
 

@@ -102,6 +102,21 @@ func TestDecodeRecordErrors(t *testing.T) {
 		{"syntax error stops", `{"id":"r1","features":{"age":63,}}`, StageDecode,
 			[]string{""}, "r1", "invalid JSON at byte 32: unexpected '}'; expected a string key"},
 		{"not an object", `[{"id":"r1"}]`, StageDecode, []string{""}, "", "payload must be a JSON object, got array"},
+		{"a literal, not an object", `true`, StageDecode, []string{""}, "", "payload must be a JSON object, got boolean"},
+		// Text whose first byte looks like a JSON value is a syntax error,
+		// not a value of that type.
+		{"text starting like true", `this is not JSON`, StageDecode, []string{""}, "", "invalid JSON at byte 0: unexpected 't'; expected a JSON object"},
+		{"text starting like null", `nope`, StageDecode, []string{""}, "", "invalid JSON at byte 0: unexpected 'n'; expected a JSON object"},
+		{"text starting like a number", `-x`, StageDecode, []string{""}, "", "invalid JSON at byte 1: unexpected 'x'; expected a digit"},
+		{"unterminated string", `"abc`, StageDecode, []string{""}, "", "invalid JSON at byte 4: unterminated string"},
+		{"a number, not an object", `63`, StageDecode, []string{""}, "", "payload must be a JSON object, got number"},
+		// A number token runs to a delimiter: no range problem for the "0"
+		// of "0x3F", only the syntax error.
+		{"hex number", `{"id":"r1","features":{"age":0x3F}}`, StageDecode, []string{""}, "r1",
+			"invalid JSON at byte 30: unexpected 'x'; expected ',', '}', ']' or whitespace after a number"},
+		{"letters after a number", `{"id":"r1","features":{"chol":2mg}}`, StageDecode, []string{""}, "r1",
+			"invalid JSON at byte 31: unexpected 'm'; expected ',', '}', ']' or whitespace after a number"},
+		{"two decimal points", `{"id":"r1","features":{"oldpeak":1.5.3}}`, StageDecode, []string{""}, "r1", "unexpected '.'"},
 		{"invalid utf-8", "{\"id\":\"r1\",\"patient_ref\":\"\xff\",\"features\":{}}", StageDecode,
 			[]string{""}, "", "not valid UTF-8 (first invalid byte at 26)"},
 		{"trailing data", `{"id":"r1","features":{}} x`, StageDecode, []string{""}, "r1", "unexpected data after the JSON object at byte 26"},

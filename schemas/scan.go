@@ -147,6 +147,9 @@ func (s *scanner) begin() bool {
 			s.addShape("", "payload is only whitespace; expected a JSON object")
 		case k == kindInvalid || k == kindNonFinite:
 			s.unexpected("a JSON object")
+		case !s.scalarToken(k):
+			// Not the value its first byte suggests ("this is not JSON"
+			// starts like true): a syntax error, recorded.
 		default:
 			s.addShape("", "payload must be a JSON object, got "+k.String())
 		}
@@ -154,6 +157,32 @@ func (s *scanner) begin() bool {
 		return false
 	}
 	s.pos++
+	return true
+}
+
+// scalarToken checks that the value at s.pos, of kind k judged from its first
+// byte, really is one: a literal, number or string token. It records a
+// syntax error and returns false when it is not. Arrays are not scanned:
+// "must be an object, got array" says enough.
+func (s *scanner) scalarToken(k jsonKind) bool {
+	start := s.pos
+	defer func() { s.pos = start }()
+	switch k {
+	case kindBool, kindNull:
+		for _, lit := range [...]string{"true", "false", "null"} {
+			if len(s.data)-s.pos >= len(lit) && string(s.data[s.pos:s.pos+len(lit)]) == lit {
+				return true
+			}
+		}
+		s.unexpected("a JSON object")
+		return false
+	case kindNumber:
+		_, _, ok := s.number()
+		return ok
+	case kindString:
+		_, _, ok := s.str()
+		return ok
+	}
 	return true
 }
 
@@ -422,6 +451,18 @@ func (s *scanner) number() (raw []byte, integral, ok bool) {
 		}
 		if neg {
 			exp = -exp
+		}
+	}
+	// A number ends at whitespace, a structural character or the end of
+	// input: "0x3F" or "63abc" is a syntax error, not the number 0 or 63
+	// followed by garbage (which would report a misleading range problem).
+	if i < len(d) {
+		switch d[i] {
+		case ' ', '\t', '\n', '\r', ',', '}', ']':
+		default:
+			s.pos = i
+			s.unexpected("',', '}', ']' or whitespace after a number")
+			return nil, false, false
 		}
 	}
 	s.pos = i

@@ -217,6 +217,11 @@ func (s *Scorer) acker(ackq <-chan *batch, abort <-chan struct{}) {
 			}
 			stop()
 		}
+		var weight int64
+		for i := range b.items {
+			weight += payloadWeight(b.items[i].msg)
+		}
+		s.budget.Release(weight)
 		s.putBatch(b)
 	}
 }

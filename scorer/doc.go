@@ -50,8 +50,13 @@
 //
 // # Batches
 //
-// The consumer is read with Consume (PullMaxMessages = BatchSize, pull
-// expiry PullExpiry with heartbeats). Worker goroutines take one record, then
+// The consumer is read with Consume (BatchSize messages per pull, pull
+// expiry PullExpiry with heartbeats). Each pull is also bounded by bytes
+// (pullMaxBytes: BatchSize × schemas.MaxRecordBytes, at least twice the
+// server's max_payload), and the payloads held between delivery and
+// settlement by maxBufferedBytes (64 MiB): records are small, so neither
+// binds in normal operation, but a backlog of 1 MiB payloads otherwise got
+// the scorer disconnected as a slow consumer after every reconnect. Worker goroutines take one record, then
 // whatever is already buffered up to BatchSize, decode and score them (through
 // BatchModel when the model implements it) and PublishAsync every output; a
 // single acker goroutine waits for the publish acks of each batch in turn and

@@ -33,6 +33,9 @@ func (s *Scorer) Run(ctx context.Context) error {
 	ackq := make(chan *batch, 2*s.cfg.Workers)
 	abort := make(chan struct{})
 	s.abort = abort
+	// abortCtx ends with abort: it bounds the wait for buffer space.
+	abortCtx, cancelAbort := context.WithCancel(context.Background())
+	defer cancelAbort()
 
 	// The shutdown clock starts when ctx ends.
 	stopTimer := make(chan struct{})
@@ -48,6 +51,7 @@ func (s *Scorer) Run(ctx context.Context) error {
 		select {
 		case <-t.C:
 			close(abort)
+			cancelAbort()
 		case <-stopTimer:
 		}
 	})
@@ -58,7 +62,7 @@ func (s *Scorer) Run(ctx context.Context) error {
 	}
 	acker.Go(func() { s.acker(ackq, abort) })
 
-	err := s.consume(ctx, in, abort)
+	err := s.consume(ctx, in, abort, abortCtx)
 	s.setNotReady("shutting down")
 
 	close(intakeDone)
@@ -93,10 +97,18 @@ func (s *Scorer) Run(ctx context.Context) error {
 
 // consume keeps a Consume subscription feeding in until ctx ends, recreating
 // the consumer when it is deleted. It returns after intake has stopped.
-func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-chan struct{}) error {
+func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-chan struct{}, abortCtx context.Context) error {
 	handler := func(m jetstream.Msg) {
+		// Blocking here holds back the next pulls: back-pressure by bytes,
+		// on top of the count bound of the channel.
+		n := payloadWeight(m)
+		if err := s.budget.Acquire(abortCtx, n); err != nil {
+			_ = m.Nak()
+			return
+		}
 		select {
 		case <-abort:
+			s.budget.Release(n)
 			_ = m.Nak()
 			return
 		default:
@@ -104,6 +116,7 @@ func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-c
 		select {
 		case in <- m:
 		case <-abort:
+			s.budget.Release(n)
 			_ = m.Nak()
 		}
 	}
@@ -119,7 +132,7 @@ func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-c
 		}
 		signals := make(chan error, 1)
 		cc, err := cons.Consume(handler,
-			jetstream.PullMaxMessages(s.cfg.BatchSize),
+			jetstream.PullMaxMessagesWithBytesLimit(s.cfg.BatchSize, s.pullMaxBytes()),
 			jetstream.PullExpiry(s.cfg.PullExpiry),
 			jetstream.PullHeartbeat(s.cfg.PullExpiry/4),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -163,6 +176,29 @@ func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-c
 			return nil
 		}
 	}
+}
+
+// maxBufferedBytes bounds the payload bytes of the records this process
+// holds between delivery and settlement. Valid records are at most
+// schemas.MaxRecordBytes, so a full pipeline of them (a few batches) never
+// reaches it; a flood of payloads at the server's max_payload (1 MiB) would
+// otherwise fill the same pipeline with gigabytes.
+const maxBufferedBytes = 64 << 20
+
+// payloadWeight is what a delivered record counts against maxBufferedBytes;
+// a single record larger than the whole budget takes all of it.
+func payloadWeight(m jetstream.Msg) int64 { return min(int64(len(m.Data())), maxBufferedBytes) }
+
+// pullMaxBytes bounds the bytes one pull request may bring. Records are
+// small, so a batch of valid ones is never cut; but RECORDS accepts messages
+// up to the server's max_payload (1 MiB by default, 64 times the record
+// limit), and a full batch of those (500 MiB) made the server drop the
+// scorer as a slow consumer, again after every reconnect. The bound must
+// stay above the largest possible message, or that message could never be
+// delivered: twice the server's max_payload at least.
+func (s *Scorer) pullMaxBytes() int {
+	const ceiling = 32 << 20 // half the server's default max_pending per client
+	return max(min(s.cfg.BatchSize*schemas.MaxRecordBytes, ceiling), 2*int(s.js.Conn().MaxPayload()), 2<<20)
 }
 
 // watch blocks until ctx ends (false, nil), the consumer must be recreated

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/cardiostream/cardiostream/schemas"
 )
@@ -71,7 +72,8 @@ type Scorer struct {
 	dupWindow atomic.Int64
 
 	errLog  changeLogger
-	batches sync.Pool // *batch
+	batches sync.Pool           // *batch
+	budget  *semaphore.Weighted // maxBufferedBytes: payload bytes between delivery and settlement
 }
 
 // New checks its arguments and returns a Scorer. It creates its own
@@ -115,7 +117,8 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, model Mo
 	s := &Scorer{
 		cfg: cfg, js: js, pub: pub, subjects: subjects, model: model, ref: ref,
 		threshold: model.Threshold(), m: m, now: o.now, opts: o,
-		log: log.With("component", "scorer", "consumer", cfg.Consumer),
+		log:    log.With("component", "scorer", "consumer", cfg.Consumer),
+		budget: semaphore.NewWeighted(maxBufferedBytes),
 	}
 	s.batch, _ = model.(BatchModel)
 	s.errLog.log = s.log

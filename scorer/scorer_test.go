@@ -330,51 +330,94 @@ func TestThreeScorersScoreEveryRecordExactlyOnce(t *testing.T) {
 	}
 }
 
+// TestScoringFailures: a record whose scoring fails on every try (the poison)
+// is retried until the configured max_deliver and then dead-lettered (stage
+// score, with the failure and the delivery count), while the records behind
+// it, published before it was picked up or while it waits for its next
+// delivery (the wave), are scored without waiting for it.
 func TestScoringFailures(t *testing.T) {
 	poison := func(f *[13]float64) bool { return f[schemas.Age] == 99 }
 	cases := []struct {
-		name      string
-		model     Model
-		wantDL    int // of 1 poison + good records
-		wantDeliv uint64
-		reason    string
+		name       string
+		model      Model
+		maxDeliver int           // 0: testConfig's (3)
+		nakDelay   time.Duration // 0: testConfig's
+		wave       bool          // publish more records once the poison failed its first try
+		wantDL     int           // of 1 poison + good (+ wave) records
+		wantDeliv  uint64
+		reason     string
 	}{
 		{name: "model fails on one record", model: fakeModel{fail: poison}, wantDL: 1, wantDeliv: 3, reason: "probability NaN"},
 		{name: "batch model fails on one record", model: batchFake{fakeModel{fail: poison}}, wantDL: 1, wantDeliv: 3, reason: "probability NaN"},
 		{name: "model panics on one record", model: fakeModel{panic: poison}, wantDL: 1, wantDeliv: 1, reason: "internal error: model panicked: fake model exploded"},
 		{name: "batch model panics on one record", model: batchFake{fakeModel{panic: poison}}, wantDL: 1, wantDeliv: 1, reason: "internal error: model panicked"},
 		{name: "model always fails", model: fakeModel{fail: func(*[13]float64) bool { return true }}, wantDL: 31, wantDeliv: 3, reason: "probability NaN"},
+		{name: "max_deliver 1 dead-letters on the first failure", model: fakeModel{fail: poison}, maxDeliver: 1, wantDL: 1, wantDeliv: 1, reason: "probability NaN"},
+		// A NAK delay well above the time the wave takes to be scored, so
+		// the wave lands while the poison waits for its redelivery.
+		{name: "max_deliver 5 with records arriving during the retries", model: batchFake{fakeModel{fail: poison}}, maxDeliver: 5,
+			nakDelay: time.Second, wave: true, wantDL: 1, wantDeliv: 5, reason: "probability NaN"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
+			cfg := testConfig()
+			if tc.maxDeliver > 0 {
+				cfg.MaxDeliver = tc.maxDeliver
+			}
+			if tc.nakDelay > 0 {
+				cfg.AckWait, cfg.NakDelay, cfg.PublishTimeout = tc.nakDelay, tc.nakDelay, tc.nakDelay/2
+			}
 			poisonSeq := e.publish(t, e.subjects.Records("p"), []byte(`{"id":"poison","features":{"age":99,"sex":1}}`))
-			const good = 30
+			const good, waveN = 30, 40
 			e.publishRecords(t, "p", "g", good)
-			r := e.start(t, testConfig(), tc.model)
-			natstest.Eventually(t, 20*time.Second, func() error {
-				if st := r.s.Stats(); st.Scored+st.DeadLettered != good+1 {
-					return fmt.Errorf("scored %d + dead-lettered %d of %d", st.Scored, st.DeadLettered, good+1)
+			total := good + 1
+			r := e.start(t, cfg, tc.model)
+			if tc.wave {
+				natstest.Eventually(t, 20*time.Second, func() error {
+					if r.s.Stats().Retried == 0 {
+						return errNotYet
+					}
+					return nil
+				})
+				e.publishRecords(t, "p", "w", waveN)
+				total += waveN
+			}
+			natstest.Eventually(t, 30*time.Second, func() error {
+				if st := r.s.Stats(); st.Scored+st.DeadLettered != uint64(total) {
+					return fmt.Errorf("scored %d + dead-lettered %d of %d", st.Scored, st.DeadLettered, total)
 				}
 				return nil
 			})
 			e.settled(t, 10*time.Second)
 			dls := e.deadLetters(t)
 			ps := e.predictions(t)
-			if len(dls) != tc.wantDL || len(ps) != good+1-tc.wantDL {
-				t.Fatalf("%d dead letters and %d predictions, want %d and %d", len(dls), len(ps), tc.wantDL, good+1-tc.wantDL)
+			if len(dls) != tc.wantDL || len(ps) != total-tc.wantDL {
+				t.Fatalf("%d dead letters and %d predictions, want %d and %d", len(dls), len(ps), tc.wantDL, total-tc.wantDL)
 			}
 			d := dls[poisonSeq]
-			if d.Stage != schemas.StageScore || d.Deliveries != tc.wantDeliv || d.RecordID != "poison" ||
+			wantMax := fmt.Sprintf("on delivery %d of max_deliver %d", tc.wantDeliv, cfg.MaxDeliver)
+			if d.Stage != schemas.StageScore || d.Deliveries != tc.wantDeliv || d.RecordID != "poison" || d.Source != "p" ||
 				len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0].Problem, tc.reason) ||
-				!strings.Contains(d.Reasons[0].Problem, fmt.Sprintf("on delivery %d", tc.wantDeliv)) && tc.wantDeliv > 1 {
-				t.Errorf("poison dead letter: stage %s deliveries %d reasons %+v", d.Stage, d.Deliveries, d.Reasons)
+				!strings.Contains(d.Reasons[0].Problem, wantMax) && tc.wantDeliv > 1 {
+				t.Errorf("poison dead letter: stage %s deliveries %d reasons %+v; want %q", d.Stage, d.Deliveries, d.Reasons, wantMax)
 			}
 			// Records behind the failing one were not held up by its retries.
+			waveScored := 0
 			for _, p := range ps {
 				if tc.wantDeliv > 1 && !p.ScoredAt.Before(d.DeadLetteredAt) {
 					t.Errorf("prediction %s scored at %v, after the poison record was dead-lettered at %v", p.RecordID, p.ScoredAt, d.DeadLetteredAt)
 				}
+				if strings.HasPrefix(p.RecordID, "w-") {
+					waveScored++
+				}
+			}
+			if tc.wave {
+				if waveScored != waveN {
+					t.Errorf("%d wave predictions, want %d", waveScored, waveN)
+				}
+				t.Logf("FIGURE %s max_deliver=%d poison_deliveries=%d wave_records=%d wave_scored_before_deadletter=%d",
+					t.Name(), cfg.MaxDeliver, d.Deliveries, waveN, waveScored)
 			}
 			if got := testutil.ToFloat64(r.s.m.deadLettered[schemas.StageScore]); got != float64(tc.wantDL) {
 				t.Errorf("records_dead_lettered_total{stage=score} = %v, want %d", got, tc.wantDL)
