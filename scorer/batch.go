@@ -251,19 +251,28 @@ func (s *Scorer) settle(it *item, deadline <-chan struct{}, abort <-chan struct{
 		}
 		s.m.publishFailures[it.kind].Inc()
 		s.errLog.failed("publishing "+it.kind, err)
-		// Only a publish the server certainly did not store may turn into a
-		// dead letter; after a timeout the prediction may be stored, so the
-		// record is retried (without limit) until a publish ack settles it.
-		refused := it.pubErr != nil || publishRefused(err)
-		if it.verdict == verdictPredict && refused && it.deliveries >= uint64(s.cfg.MaxDeliver) {
+		// Only a prediction the server refused for what it is (too large,
+		// ...) may turn into a dead letter: a record whose prediction can
+		// never be stored is a bad record. A full or unavailable stream is
+		// back-pressure, not a bad record, and after a timeout the
+		// prediction may be stored; either way the record is retried
+		// (without limit) until a publish ack settles it.
+		if it.verdict == verdictPredict && publishRejectsMessage(err) && it.deliveries >= uint64(s.cfg.MaxDeliver) {
 			it.deadLetter(schemas.StageScore, schemas.Problem{Problem: fmt.Sprintf(
 				"publishing the prediction failed on delivery %d of max_deliver %d: %v", it.deliveries, s.cfg.MaxDeliver, err)})
 			it.fut, it.pubErr = nil, nil
 			return true
 		}
+		delay := s.backoff(it.deliveries)
+		if backPressure(err) {
+			s.m.backPressure.Inc()
+			// Come back soon: the stream may have room again any moment, and
+			// NAKed records hold MaxAckPending slots while they wait.
+			delay = min(delay, s.backPressureDelay())
+		}
 		// A failed dead-letter publish is retried with no limit (the server
 		// does not enforce max_deliver), so the record cannot vanish.
-		s.nak(it, s.backoff(it.deliveries))
+		s.nak(it, delay)
 		s.retried.Add(1)
 		s.m.retried.Inc()
 		s.m.inflight.Dec()
@@ -339,13 +348,32 @@ func awaitAck(it *item, deadline <-chan struct{}, abort <-chan struct{}) (*jetst
 	}
 }
 
-// publishRefused reports whether a publish error means the server did not
-// store the message: it answered with an error (stream full, message too
-// large, …) or no stream listens on the subject. Timeouts and lost
-// connections are not refusals: the message may have been stored.
-func publishRefused(err error) bool {
+// publishRejectsMessage reports whether the server refused to store a
+// message for what it is, so that publishing it again cannot succeed: the
+// stream answered with a client error (HTTP-like code 4xx, e.g. 10054
+// "message size exceeds maximum allowed"), or the message exceeds the
+// server's max_payload. Timeouts and lost connections are not refusals (the
+// message may have been stored), and neither is back-pressure.
+func publishRejectsMessage(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return true
+	}
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+	return errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500
+}
+
+// backPressure reports whether a publish error means the stream cannot store
+// anything right now, whatever the message: the stream is full with discard
+// policy new (10077 "maximum bytes exceeded", "maximum messages exceeded"),
+// the server or account is out of storage (10023), the stream is
+// unavailable (5xx), or no stream listens on the subject. The record is not
+// at fault and is retried without limit; it is never dead-lettered for it.
+func backPressure(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500
+	}
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // problemFields lists the fields named by reasons: safe to log, unlike the

@@ -26,9 +26,19 @@
 //   - transient failure (the model returned NaN, Inf or a value outside
 //     [0, 1]; the prediction publish was refused or timed out): NakWithDelay
 //     with NakDelay doubled per delivery, capped at AckWait. On delivery
-//     MaxDeliver a model failure or a refused publish (the server answered
-//     with an error, or no stream listens) is dead-lettered instead (stage
+//     MaxDeliver a model failure or a publish the stream rejected for the
+//     message itself (a 4xx answer such as "message size exceeds maximum
+//     allowed", or beyond max_payload) is dead-lettered instead (stage
 //     "score", the reason names what failed and the delivery count).
+//   - back-pressure: a publish refused because the output stream is full
+//     (discard policy new: "maximum bytes exceeded", "maximum messages
+//     exceeded"), out of storage or unavailable (a 5xx answer), or because
+//     no stream listens, is not the record's fault. The record is NAKed with
+//     the same backoff capped at 2 s, so scoring resumes within seconds once
+//     the stream takes messages again, and it is retried without limit:
+//     never dead-lettered for it, however long the pressure lasts. Memory
+//     stays bounded meanwhile: at most MaxAckPending records are delivered
+//     and unacked, NAKed ones included.
 //   - a publish whose outcome is unknown (the ack timed out, the connection
 //     dropped, the scorer was killed before acking) is never dead-lettered:
 //     the prediction may be stored, and a dead letter would give the record

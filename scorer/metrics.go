@@ -28,6 +28,7 @@ type metrics struct {
 	publishFailures map[string]prometheus.Counter
 	redeliveries    prometheus.Counter
 	retried         prometheus.Counter
+	backPressure    prometheus.Counter
 	panics          prometheus.Counter
 	latency         prometheus.Histogram
 	batchSize       prometheus.Histogram
@@ -50,7 +51,9 @@ func newMetrics(reg prometheus.Registerer, ref schemas.ModelRef) (*metrics, erro
 		duplicates:   prometheus.NewCounter(opts("predictions_duplicate_total", "Prediction publishes the stream deduplicated: a redelivered record whose prediction was already stored.")),
 		redeliveries: prometheus.NewCounter(opts("redeliveries_total", "Record deliveries with a delivery count above 1.")),
 		retried:      prometheus.NewCounter(opts("records_retried_total", "Records NAKed with a delay after a transient failure.")),
-		panics:       prometheus.NewCounter(opts("panics_total", "Panics recovered while decoding or scoring a record; the record is dead-lettered.")),
+		backPressure: prometheus.NewCounter(opts("publish_backpressure_total",
+			"Publishes refused because the output stream was full or unavailable; the record is retried, never dead-lettered for it.")),
+		panics: prometheus.NewCounter(opts("panics_total", "Panics recovered while decoding or scoring a record; the record is dead-lettered.")),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "scoring_latency_seconds",
 			Help:    "Time from a record's arrival in RECORDS to its prediction.",
@@ -83,7 +86,7 @@ func newMetrics(reg prometheus.Registerer, ref schemas.ModelRef) (*metrics, erro
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.received, m.scored, dl, m.published, m.duplicates, pf,
-		m.redeliveries, m.retried, m.panics, m.latency, m.batchSize, m.modelInfo, m.inflight} {
+		m.redeliveries, m.retried, m.backPressure, m.panics, m.latency, m.batchSize, m.modelInfo, m.inflight} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering scorer metrics: %w", err)
 		}

@@ -212,6 +212,17 @@ func (s *Scorer) backoff(n uint64) time.Duration {
 	return d + j
 }
 
+// backPressureDelay caps the NAK delay of a record whose output stream was
+// full or unavailable: short enough that scoring resumes within seconds of
+// the stream taking messages again, long enough that MaxAckPending records
+// retried in a loop stay a light load.
+func (s *Scorer) backPressureDelay() time.Duration {
+	return min(s.cfg.AckWait, max(s.cfg.NakDelay, maxBackPressureDelay))
+}
+
+// maxBackPressureDelay: see backPressureDelay.
+const maxBackPressureDelay = 2 * time.Second
+
 // changeLogger logs an error for a key only when it differs from the last
 // one logged for that key, and logs the recovery once.
 type changeLogger struct {
