@@ -72,7 +72,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	rss := startRSSSampler(cmd.Process.Pid, 100*time.Millisecond)
+	rss := startPressureRSSSampler(cmd.Process.Pid, 100*time.Millisecond)
 	defer rss.stop()
 
 	natstest.Eventually(t, 60*time.Second, func() error {
@@ -88,7 +88,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	})
 
 	// 3. Before: normal scoring until pressureAt predictions are stored.
-	before := newRateMeter(js)
+	before := newPressureRateMeter(js)
 	natstest.Eventually(t, 5*time.Minute, func() error {
 		if n := pressureStreamMsgs(t, js, schemas.StreamPredictions); n < pressureAt {
 			return fmt.Errorf("%d predictions stored", n)
@@ -96,20 +96,20 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 		return nil
 	})
 	nBefore, rateBefore := before.since(t)
-	loadBefore := loadAvg()
+	loadBefore := pressureLoadAvg()
 	rss.mark("before")
 
 	// 4. During: PREDICTIONS is full; every publish is refused.
 	pressureUpdatePredictions(t, js, func(c *jetstream.StreamConfig) {
 		c.MaxMsgs = int64(pressureStreamMsgs(t, js, schemas.StreamPredictions))
 	})
-	during := newRateMeter(js)
+	during := newPressureRateMeter(js)
 	held := pressureStreamMsgs(t, js, schemas.StreamPredictions)
 	// The pressure lasts a fixed time: this is the scenario, not an
 	// assertion. Sample the scorer's counters meanwhile.
 	time.Sleep(pressureFor)
 	nDuring, rateDuring := during.since(t)
-	loadDuring := loadAvg()
+	loadDuring := pressureLoadAvg()
 	fams := scrape(t, metricsAddr)
 	bp := mustMetric(t, fams, "cardiostream_scorer_publish_backpressure_total")
 	redeliveries := mustMetric(t, fams, "cardiostream_scorer_redeliveries_total")
@@ -127,7 +127,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	// 5. After: lift the limit; scoring resumes and finishes.
 	pressureUpdatePredictions(t, js, func(c *jetstream.StreamConfig) { c.MaxMsgs = -1 })
 	lifted := time.Now()
-	after := newRateMeter(js)
+	after := newPressureRateMeter(js)
 	var resumed time.Duration
 	natstest.Eventually(t, 5*time.Minute, func() error {
 		n := pressureStreamMsgs(t, js, schemas.StreamPredictions)
@@ -140,7 +140,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 		return nil
 	})
 	nAfter, rateAfter := after.since(t)
-	loadAfter := loadAvg()
+	loadAfter := pressureLoadAvg()
 	steadyAfter := float64(nAfter) / (time.Since(lifted) - resumed).Seconds()
 	scoreDur := time.Since(scoreStart)
 	pressureSettled(t, js, 2*time.Minute)
@@ -182,7 +182,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 		t.Errorf("scorer peak RSS (VmHWM) %d MB, want at most %d MB", peak>>10, rssBoundKB>>10)
 	}
 	if t.Failed() {
-		t.Logf("scorer stderr (tail):\n%s", tail(stderr.String(), 40))
+		t.Logf("scorer stderr (tail):\n%s", pressureTail(stderr.String(), 40))
 	}
 
 	name := t.Name()
@@ -191,13 +191,13 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	t.Logf("FIGURE %s phase=after predictions=%d rec_per_s=%.0f resume_seconds=%.2f rec_per_s_after_resume=%.0f loadavg1=%s", name, nAfter, rateAfter, resumed.Seconds(), steadyAfter, loadAfter)
 	t.Logf("FIGURE %s records=%d predictions=%d missing=%d duplicated=%d dead_lettered=%d scored_past_max_deliver=%d", name, total, len(preds)-missing, missing, dup, dls, late)
 	t.Logf("FIGURE %s rss_peak_mb=%.1f rss_max_mb_before=%.1f rss_max_mb_during=%.1f rss_max_mb_after=%.1f rss_end_mb=%.1f samples=%d",
-		name, mb(peak), mb(rss.phaseMax("before")), mb(rss.phaseMax("during")), mb(rss.phaseMax("after")), mb(rss.lastKB()), rss.samples())
+		name, pressureMB(peak), pressureMB(rss.phaseMax("before")), pressureMB(rss.phaseMax("during")), pressureMB(rss.phaseMax("after")), pressureMB(rss.lastKB()), rss.samples())
 	t.Logf("FIGURE %s scoring_seconds=%.1f test_seconds=%.1f", name, scoreDur.Seconds(), time.Since(t0).Seconds())
 }
 
-// loadAvg is the 1-minute load average: the machine is shared, and rates
+// pressureLoadAvg is the 1-minute load average: the machine is shared, and rates
 // are only comparable under similar load.
-func loadAvg() string {
+func pressureLoadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "unknown"
@@ -209,21 +209,14 @@ func loadAvg() string {
 	return f[0]
 }
 
-func mb(kb uint64) float64 { return float64(kb) / 1024 }
+func pressureMB(kb uint64) float64 { return float64(kb) / 1024 }
 
-func tail(s string, n int) string {
+func pressureTail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// pressureRecord is record i of the backlog: id "r<i>", features varied so
-// the model does real work.
-func pressureRecord(buf []byte, i int) []byte {
-	return fmt.Appendf(buf[:0], `{"id":"r%d","features":{"age":%d,"sex":%d,"cp":%d,"trestbps":%d,"chol":%d,"fbs":0,"restecg":%d,"thalach":%d,"exang":%d,"oldpeak":%.1f,"slope":%d,"ca":%d,"thal":%d}}`,
-		i, 30+i%50, i%2, 1+i%4, 110+i%60, 180+i%150, i%3, 100+i%90, (i/2)%2, float64(i%40)/10, 1+i%3, i%4, []int{3, 6, 7}[i%3])
 }
 
 // pressurePublish publishes n records with PublishAsync and a bounded
@@ -250,7 +243,7 @@ func pressurePublish(t *testing.T, nc *nats.Conn, source string, n int) {
 	subject := schemas.NewSubjects("").Records(source)
 	var buf []byte
 	for i := range n {
-		buf = pressureRecord(buf, i)
+		buf = appendLoadRecord(buf[:0], "r", i)
 		// PublishAsync copies nothing: give each message its own slice.
 		if _, err := pub.PublishAsync(subject, bytes.Clone(buf), jetstream.WithStallWait(30*time.Second)); err != nil {
 			t.Fatalf("publishing record %d: %v", i, err)
@@ -364,31 +357,31 @@ func pressureCountPredictions(t *testing.T, js jetstream.JetStream, source strin
 	return counts, late
 }
 
-// rateMeter measures the PREDICTIONS growth since its creation.
-type rateMeter struct {
+// pressureRateMeter measures the PREDICTIONS growth since its creation.
+type pressureRateMeter struct {
 	js    jetstream.JetStream
 	start time.Time
 	n0    uint64
 }
 
-func newRateMeter(js jetstream.JetStream) *rateMeter {
+func newPressureRateMeter(js jetstream.JetStream) *pressureRateMeter {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var n0 uint64
 	if s, err := js.Stream(ctx, schemas.StreamPredictions); err == nil {
 		n0 = s.CachedInfo().State.Msgs
 	}
-	return &rateMeter{js: js, start: time.Now(), n0: n0}
+	return &pressureRateMeter{js: js, start: time.Now(), n0: n0}
 }
 
-func (r *rateMeter) since(t *testing.T) (uint64, float64) {
+func (r *pressureRateMeter) since(t *testing.T) (uint64, float64) {
 	t.Helper()
 	n := pressureStreamMsgs(t, r.js, schemas.StreamPredictions) - r.n0
 	return n, float64(n) / time.Since(r.start).Seconds()
 }
 
-// rssSampler reads VmRSS and VmHWM of a process from /proc/<pid>/status.
-type rssSampler struct {
+// pressureRSSSampler reads VmRSS and VmHWM of a process from /proc/<pid>/status.
+type pressureRSSSampler struct {
 	pid  int
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -402,8 +395,8 @@ type rssSampler struct {
 	nSamples int
 }
 
-func startRSSSampler(pid int, every time.Duration) *rssSampler {
-	r := &rssSampler{pid: pid, done: make(chan struct{}), phases: map[string]uint64{}}
+func startPressureRSSSampler(pid int, every time.Duration) *pressureRSSSampler {
+	r := &pressureRSSSampler{pid: pid, done: make(chan struct{}), phases: map[string]uint64{}}
 	r.wg.Go(func() {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
@@ -419,8 +412,8 @@ func startRSSSampler(pid int, every time.Duration) *rssSampler {
 	return r
 }
 
-func (r *rssSampler) sample() {
-	rss, hwm, ok := readProcStatus(r.pid)
+func (r *pressureRSSSampler) sample() {
+	rss, hwm, ok := pressureReadProcStatus(r.pid)
 	if !ok {
 		return
 	}
@@ -433,7 +426,7 @@ func (r *rssSampler) sample() {
 }
 
 // mark ends a phase: the largest VmRSS sampled since the previous mark.
-func (r *rssSampler) mark(phase string) {
+func (r *pressureRSSSampler) mark(phase string) {
 	r.sample()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -441,36 +434,36 @@ func (r *rssSampler) mark(phase string) {
 	r.phaseMx = 0
 }
 
-func (r *rssSampler) stop() {
+func (r *pressureRSSSampler) stop() {
 	r.once.Do(func() { close(r.done); r.wg.Wait() })
 }
 
-func (r *rssSampler) peakKB() uint64 {
+func (r *pressureRSSSampler) peakKB() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.hwm
 }
 
-func (r *rssSampler) lastKB() uint64 {
+func (r *pressureRSSSampler) lastKB() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.last
 }
 
-func (r *rssSampler) phaseMax(p string) uint64 {
+func (r *pressureRSSSampler) phaseMax(p string) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.phases[p]
 }
 
-func (r *rssSampler) samples() int {
+func (r *pressureRSSSampler) samples() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.nSamples
 }
 
-// readProcStatus returns VmRSS and VmHWM in KiB.
-func readProcStatus(pid int) (rss, hwm uint64, ok bool) {
+// pressureReadProcStatus returns VmRSS and VmHWM in KiB.
+func pressureReadProcStatus(pid int) (rss, hwm uint64, ok bool) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, false
