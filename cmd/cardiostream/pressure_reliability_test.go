@@ -74,6 +74,8 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	rss := startPressureRSSSampler(cmd.Process.Pid, 100*time.Millisecond)
 	defer rss.stop()
+	timeline := startPressureTimeline(js, time.Second)
+	defer timeline.stop()
 
 	natstest.Eventually(t, 60*time.Second, func() error {
 		resp, err := http.Get("http://" + metricsAddr + "/readyz")
@@ -100,6 +102,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	rss.mark("before")
 
 	// 4. During: PREDICTIONS is full; every publish is refused.
+	pressureStart := time.Since(scoreStart)
 	pressureUpdatePredictions(t, js, func(c *jetstream.StreamConfig) {
 		c.MaxMsgs = int64(pressureStreamMsgs(t, js, schemas.StreamPredictions))
 	})
@@ -127,6 +130,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	// 5. After: lift the limit; scoring resumes and finishes.
 	pressureUpdatePredictions(t, js, func(c *jetstream.StreamConfig) { c.MaxMsgs = -1 })
 	lifted := time.Now()
+	liftedAt := lifted.Sub(scoreStart)
 	after := newPressureRateMeter(js)
 	var resumed time.Duration
 	natstest.Eventually(t, 5*time.Minute, func() error {
@@ -140,6 +144,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 		return nil
 	})
 	nAfter, rateAfter := after.since(t)
+	timeline.stop()
 	loadAfter := pressureLoadAvg()
 	steadyAfter := float64(nAfter) / (time.Since(lifted) - resumed).Seconds()
 	scoreDur := time.Since(scoreStart)
@@ -192,6 +197,7 @@ func TestBackPressureBoundedMemory(t *testing.T) {
 	t.Logf("FIGURE %s records=%d predictions=%d missing=%d duplicated=%d dead_lettered=%d scored_past_max_deliver=%d", name, total, len(preds)-missing, missing, dup, dls, late)
 	t.Logf("FIGURE %s rss_peak_mb=%.1f rss_max_mb_before=%.1f rss_max_mb_during=%.1f rss_max_mb_after=%.1f rss_end_mb=%.1f samples=%d",
 		name, pressureMB(peak), pressureMB(rss.phaseMax("before")), pressureMB(rss.phaseMax("during")), pressureMB(rss.phaseMax("after")), pressureMB(rss.lastKB()), rss.samples())
+	t.Logf("FIGURE %s pressure_from_s=%.0f pressure_to_s=%.0f rec_per_s_per_10s=%s", name, pressureStart.Seconds(), liftedAt.Seconds(), timeline.rates(10))
 	t.Logf("FIGURE %s scoring_seconds=%.1f test_seconds=%.1f", name, scoreDur.Seconds(), time.Since(t0).Seconds())
 }
 
@@ -378,6 +384,62 @@ func (r *pressureRateMeter) since(t *testing.T) (uint64, float64) {
 	t.Helper()
 	n := pressureStreamMsgs(t, r.js, schemas.StreamPredictions) - r.n0
 	return n, float64(n) / time.Since(r.start).Seconds()
+}
+
+// pressureTimeline samples the number of stored predictions at a fixed
+// interval from the scorer's start.
+type pressureTimeline struct {
+	every time.Duration
+	done  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+
+	mu sync.Mutex
+	n  []uint64
+	at []time.Time
+}
+
+func startPressureTimeline(js jetstream.JetStream, every time.Duration) *pressureTimeline {
+	tl := &pressureTimeline{every: every, done: make(chan struct{})}
+	tl.wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			var n uint64
+			if s, err := js.Stream(ctx, schemas.StreamPredictions); err == nil {
+				n = s.CachedInfo().State.Msgs
+			}
+			cancel()
+			tl.mu.Lock()
+			if len(tl.n) > 0 && n == 0 { // a failed read: repeat the last value
+				n = tl.n[len(tl.n)-1]
+			}
+			tl.n = append(tl.n, n)
+			tl.at = append(tl.at, time.Now())
+			tl.mu.Unlock()
+			select {
+			case <-tick.C:
+			case <-tl.done:
+				return
+			}
+		}
+	})
+	return tl
+}
+
+func (tl *pressureTimeline) stop() { tl.once.Do(func() { close(tl.done); tl.wg.Wait() }) }
+
+// rates is the prediction rate in each window of k samples (about k
+// intervals), from the start.
+func (tl *pressureTimeline) rates(k int) string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	var out []string
+	for i := k; i < len(tl.n); i += k {
+		out = append(out, strconv.FormatFloat(float64(tl.n[i]-tl.n[i-k])/tl.at[i].Sub(tl.at[i-k]).Seconds(), 'f', 0, 64))
+	}
+	return "[" + strings.Join(out, ",") + "]"
 }
 
 // pressureRSSSampler reads VmRSS and VmHWM of a process from /proc/<pid>/status.
