@@ -57,12 +57,12 @@ func TestClusterNodeLoss(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			runNodeLoss(t, tt.victim)
+			clusterNodeLoss(t, tt.victim)
 		})
 	}
 }
 
-func runNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natstest.Node) {
+func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natstest.Node) {
 	t0 := time.Now()
 	c := natstest.RunCluster(t, 3)
 	nc, js := natstest.ConnectCluster(t, c)
@@ -71,35 +71,35 @@ func runNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natst
 	natstest.EnsureStreams(t, js, &scfg)
 	env := testEnviron("CARDIOSTREAM_STREAMS__REPLICAS=3", "CARDIOSTREAM_TEST_RUN_MAIN=1")
 
-	var scorers []*osProc
+	var scorers []*clusterProc
 	for i := range 2 {
-		scorers = append(scorers, startProc(t, env, fmt.Sprintf("scorer-%d", i+1), "scorer", "--nats-url", c.URLs(),
+		scorers = append(scorers, clusterStartProc(t, env, fmt.Sprintf("scorer-%d", i+1), "scorer", "--nats-url", c.URLs(),
 			"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))))
 	}
 	for _, s := range scorers {
 		s.waitReady(t)
 	}
-	separateLeaders(t, c, nc)
-	checkR3(t, js)
+	clusterSeparateLeaders(t, c, nc)
+	clusterCheckR3(t, js)
 
 	const total = clusterRepeat * 920
 	args := append([]string{"replay", "--nats-url", c.URLs(), "--repeat", strconv.Itoa(clusterRepeat), "--rate", clusterRate}, uciFiles...)
-	replay := startProc(t, env, "replay", args...)
+	replay := clusterStartProc(t, env, "replay", args...)
 
 	// Lose the node while records flow.
 	natstest.Eventually(t, 120*time.Second, func() error {
-		if _, n, _ := lastPrediction(js); n < 2000 {
+		if _, n, _ := clusterLastPrediction(js); n < 2000 {
 			return fmt.Errorf("%d predictions so far", n)
 		}
 		return nil
 	})
 	lost := victim(t, c)
-	leads := leaderships(c, lost)
-	recordsAtLoss := lastSeq(t, js, schemas.StreamRecords)
+	leads := clusterLeaderships(c, lost)
+	recordsAtLoss := clusterLastSeq(t, js, schemas.StreamRecords)
 	tStop := time.Now()
 	lost.Shutdown()
 	tDown := time.Now()
-	_, predsAtLoss, _ := lastPrediction(js)
+	_, predsAtLoss, _ := clusterLastPrediction(js)
 	t.Logf("%s: shut down node %s (leading %v) in %s, at %d predictions, RECORDS seq %d", time.Since(t0).Round(time.Millisecond),
 		lost.Name, leads, tDown.Sub(tStop).Round(time.Millisecond), predsAtLoss, recordsAtLoss)
 
@@ -107,7 +107,7 @@ func runNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natst
 	// a record that RECORDS stored after that (so both the records path and
 	// the scoring path work again without the node).
 	natstest.Eventually(t, 120*time.Second, func() error {
-		p, n, ok := lastPrediction(js)
+		p, n, ok := clusterLastPrediction(js)
 		if !ok || !p.ReceivedAt.After(tDown) {
 			return fmt.Errorf("%d predictions, none yet of a record stored after the loss", n)
 		}
@@ -118,13 +118,13 @@ func runNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natst
 
 	// Keep it down while a backlog builds up, then bring it back.
 	natstest.Eventually(t, 120*time.Second, func() error {
-		seq := lastSeq(t, js, schemas.StreamRecords)
+		seq := clusterLastSeq(t, js, schemas.StreamRecords)
 		if seq < recordsAtLoss+clusterDownRecord && !replay.exited() {
 			return fmt.Errorf("RECORDS at seq %d, restarting the node at %d", seq, recordsAtLoss+clusterDownRecord)
 		}
 		return nil
 	})
-	missed := lastSeq(t, js, schemas.StreamRecords)
+	missed := clusterLastSeq(t, js, schemas.StreamRecords)
 	tRestart := time.Now()
 	lost.Restart(t)
 	natstest.Eventually(t, 120*time.Second, func() error {
@@ -161,7 +161,7 @@ func runNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natst
 	natstest.Eventually(t, 5*time.Minute, func() error {
 		select {
 		case <-logEvery.C:
-			t.Logf("%s: scorer consumer: %s", time.Since(t0).Round(time.Millisecond), scorerConsumerState(js))
+			t.Logf("%s: scorer consumer: %s", time.Since(t0).Round(time.Millisecond), clusterConsumerState(js))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -181,7 +181,7 @@ func runNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natst
 	})
 	drain := time.Since(tReplayDone)
 	t.Logf("%s: every record scored or dead-lettered, %s after the replay finished; scorer consumer: %s",
-		time.Since(t0).Round(time.Millisecond), drain.Round(time.Millisecond), scorerConsumerState(js))
+		time.Since(t0).Round(time.Millisecond), drain.Round(time.Millisecond), clusterConsumerState(js))
 	for _, s := range scorers {
 		if code := s.stop(t); code != 0 {
 			t.Errorf("%s exited %d after SIGTERM; stderr:\n%s", s.name, code, s.stderr.String())
@@ -234,9 +234,9 @@ func runNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natst
 	}
 }
 
-// separateLeaders moves the scorer consumer's leadership off the node that
+// clusterSeparateLeaders moves the scorer consumer's leadership off the node that
 // leads RECORDS, so that losing one does not lose the other.
-func separateLeaders(t *testing.T, c *natstest.Cluster, nc *nats.Conn) {
+func clusterSeparateLeaders(t *testing.T, c *natstest.Cluster, nc *nats.Conn) {
 	t.Helper()
 	subj := "$JS.API.CONSUMER.LEADER.STEPDOWN." + schemas.StreamRecords + "." + streams.ConsumerScorer
 	for attempt := 0; ; attempt++ {
@@ -260,8 +260,8 @@ func separateLeaders(t *testing.T, c *natstest.Cluster, nc *nats.Conn) {
 	}
 }
 
-// checkR3 asserts that every stream and consumer the system made is R3.
-func checkR3(t *testing.T, js jetstream.JetStream) {
+// clusterCheckR3 asserts that every stream and consumer the system made is R3.
+func clusterCheckR3(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	ctx := context.Background()
 	for name := range js.ListStreams(ctx).Info() {
@@ -280,8 +280,8 @@ func checkR3(t *testing.T, js jetstream.JetStream) {
 	}
 }
 
-// leaderships lists the streams and the scorer consumer nd leads.
-func leaderships(c *natstest.Cluster, nd *natstest.Node) []string {
+// clusterLeaderships lists the streams and the scorer consumer nd leads.
+func clusterLeaderships(c *natstest.Cluster, nd *natstest.Node) []string {
 	srv := nd.Server()
 	var out []string
 	for _, s := range []string{schemas.StreamRecords, schemas.StreamPredictions, schemas.StreamDeadLetter} {
@@ -295,7 +295,7 @@ func leaderships(c *natstest.Cluster, nd *natstest.Node) []string {
 	return out
 }
 
-func lastSeq(t *testing.T, js jetstream.JetStream, stream string) uint64 {
+func clusterLastSeq(t *testing.T, js jetstream.JetStream, stream string) uint64 {
 	t.Helper()
 	var seq uint64
 	natstest.Eventually(t, 60*time.Second, func() error {
@@ -311,9 +311,9 @@ func lastSeq(t *testing.T, js jetstream.JetStream, stream string) uint64 {
 	return seq
 }
 
-// lastPrediction reads the newest message of PREDICTIONS (from the stream
+// clusterLastPrediction reads the newest message of PREDICTIONS (from the stream
 // leader); ok is false while there is none or the stream has no leader.
-func lastPrediction(js jetstream.JetStream) (p schemas.Prediction, msgs uint64, ok bool) {
+func clusterLastPrediction(js jetstream.JetStream) (p schemas.Prediction, msgs uint64, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, schemas.StreamPredictions)
@@ -331,8 +331,8 @@ func lastPrediction(js jetstream.JetStream) (p schemas.Prediction, msgs uint64, 
 	return p, st.Msgs, true
 }
 
-// scorerConsumerState describes the scorer consumer for progress logs.
-func scorerConsumerState(js jetstream.JetStream) string {
+// clusterConsumerState describes the scorer consumer for progress logs.
+func clusterConsumerState(js jetstream.JetStream) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cons, err := js.Consumer(ctx, schemas.StreamRecords, streams.ConsumerScorer)
@@ -351,8 +351,8 @@ func scorerConsumerState(js jetstream.JetStream) string {
 		leader, info.NumPending, info.NumAckPending, info.NumRedelivered, info.Delivered.Stream, info.AckFloor.Stream)
 }
 
-// osProc is the test binary re-executed as `cardiostream <args>`.
-type osProc struct {
+// clusterProc is the test binary re-executed as `cardiostream <args>`.
+type clusterProc struct {
 	name        string
 	cmd         *exec.Cmd
 	stdout      *syncBuffer
@@ -362,9 +362,9 @@ type osProc struct {
 	metricsAddr string
 }
 
-func startProc(t *testing.T, env []string, name string, args ...string) *osProc {
+func clusterStartProc(t *testing.T, env []string, name string, args ...string) *clusterProc {
 	t.Helper()
-	p := &osProc{name: name, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &clusterProc{name: name, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	for i, a := range args {
 		if a == "--metrics-addr" && i+1 < len(args) {
 			p.metricsAddr = args[i+1]
@@ -394,13 +394,13 @@ func startProc(t *testing.T, env []string, name string, args ...string) *osProc 
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("%s stderr (tail):\n%s", p.name, tail(p.stderr.String(), 40))
+			t.Logf("%s stderr (tail):\n%s", p.name, clusterTail(p.stderr.String(), 40))
 		}
 	})
 	return p
 }
 
-func (p *osProc) exited() bool {
+func (p *clusterProc) exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -409,18 +409,18 @@ func (p *osProc) exited() bool {
 	}
 }
 
-func (p *osProc) wait(t *testing.T, timeout time.Duration) int {
+func (p *clusterProc) wait(t *testing.T, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
 		return p.code
 	case <-time.After(timeout):
-		t.Fatalf("%s still running after %s; stderr:\n%s", p.name, timeout, tail(p.stderr.String(), 40))
+		t.Fatalf("%s still running after %s; stderr:\n%s", p.name, timeout, clusterTail(p.stderr.String(), 40))
 		return -1
 	}
 }
 
-func (p *osProc) stop(t *testing.T) int {
+func (p *clusterProc) stop(t *testing.T) int {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !p.exited() {
 		t.Fatal(err)
@@ -428,17 +428,17 @@ func (p *osProc) stop(t *testing.T) int {
 	return p.wait(t, 60*time.Second)
 }
 
-func (p *osProc) waitReady(t *testing.T) {
+func (p *clusterProc) waitReady(t *testing.T) {
 	t.Helper()
 	natstest.Eventually(t, 60*time.Second, func() error {
 		if p.exited() {
 			t.Fatalf("%s exited %d before it was ready; stderr:\n%s", p.name, p.code, p.stderr.String())
 		}
-		return httpReady(p.metricsAddr)
+		return clusterReady(p.metricsAddr)
 	})
 }
 
-func tail(s string, n int) string {
+func clusterTail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -446,8 +446,8 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// httpReady returns nil when http://addr/readyz answers 200.
-func httpReady(addr string) error {
+// clusterReady returns nil when http://addr/readyz answers 200.
+func clusterReady(addr string) error {
 	resp, err := http.Get("http://" + addr + "/readyz")
 	if err != nil {
 		return err

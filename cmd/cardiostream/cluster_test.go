@@ -41,12 +41,12 @@ func TestClusterTopology(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkTopology(t, natstest.RunCluster(t, 3), tt.env, tt.want)
+			clusterCheckTopology(t, natstest.RunCluster(t, 3), tt.env, tt.want)
 		})
 	}
 }
 
-func checkTopology(t *testing.T, c *natstest.Cluster, envVar string, want func(stream string) int) {
+func clusterCheckTopology(t *testing.T, c *natstest.Cluster, envVar string, want func(stream string) int) {
 	// The webhook URL only has to exist for the notifier's consumer to be
 	// made; nothing fires here.
 	env := testEnviron(envVar,
