@@ -36,35 +36,49 @@ const (
 // JetStream cluster with R3 streams and consumers, two `cardiostream scorer`
 // OS processes and a `cardiostream replay` OS process, all given the list of
 // the three client URLs. While records flow, the node leading the RECORDS
-// stream (first case) or the scorers' durable consumer (second case) is shut
-// down; scoring must resume on its own; the node is restarted once
+// stream or the one leading the scorers' durable consumer is lost: shut down
+// (in-process nodes) or killed with SIGKILL (the -kill9 cases: nats-server OS
+// processes, no clean shutdown). Scoring must resume on its own; the node is
+// restarted once
 // clusterDownRecord more records were stored without it and must catch up.
 // The end state, read from the streams, must be exactly-once: every record
 // id one prediction or one dead letter, none missing, none duplicated.
 func TestClusterNodeLoss(t *testing.T) {
+	recordsLeader := func(t *testing.T, c *natstest.Cluster) *natstest.Node {
+		return c.StreamLeader(t, schemas.StreamRecords)
+	}
+	consumerLeader := func(t *testing.T, c *natstest.Cluster) *natstest.Node {
+		return c.ConsumerLeader(t, schemas.StreamRecords, streams.ConsumerScorer)
+	}
 	tests := []struct {
 		name string
-		// victim picks the node to shut down; stream and consumer leaders
-		// are first moved apart so that each case loses only one of them.
+		// victim picks the node to lose; stream and consumer leaders are
+		// first moved apart so that each case loses only one of them.
 		victim func(t *testing.T, c *natstest.Cluster) *natstest.Node
+		// kill9 runs the nodes as nats-server OS processes and loses the
+		// victim with SIGKILL instead of an in-process Shutdown.
+		kill9 bool
 	}{
-		{name: "records-stream-leader", victim: func(t *testing.T, c *natstest.Cluster) *natstest.Node {
-			return c.StreamLeader(t, schemas.StreamRecords)
-		}},
-		{name: "scorer-consumer-leader", victim: func(t *testing.T, c *natstest.Cluster) *natstest.Node {
-			return c.ConsumerLeader(t, schemas.StreamRecords, streams.ConsumerScorer)
-		}},
+		{name: "records-stream-leader", victim: recordsLeader},
+		{name: "scorer-consumer-leader", victim: consumerLeader},
+		{name: "records-stream-leader-kill9", victim: recordsLeader, kill9: true},
+		{name: "scorer-consumer-leader-kill9", victim: consumerLeader, kill9: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clusterNodeLoss(t, tt.victim)
+			clusterNodeLoss(t, tt.victim, tt.kill9)
 		})
 	}
 }
 
-func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natstest.Node) {
+func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *natstest.Node, kill9 bool) {
+	var c *natstest.Cluster
+	if kill9 {
+		c = natstest.RunClusterProcesses(t, 3)
+	} else {
+		c = natstest.RunCluster(t, 3)
+	}
 	t0 := time.Now()
-	c := natstest.RunCluster(t, 3)
 	nc, js := natstest.ConnectCluster(t, c)
 	scfg := streams.DefaultConfig()
 	scfg.Replicas = 3
@@ -94,14 +108,18 @@ func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *n
 		return nil
 	})
 	lost := victim(t, c)
-	leads := clusterLeaderships(c, lost)
+	leads := clusterLeaderships(lost)
 	recordsAtLoss := clusterLastSeq(t, js, schemas.StreamRecords)
 	tStop := time.Now()
-	lost.Shutdown()
+	if kill9 {
+		lost.Kill(t)
+	} else {
+		lost.Shutdown()
+	}
 	tDown := time.Now()
 	_, predsAtLoss, _ := clusterLastPrediction(js)
-	t.Logf("%s: shut down node %s (leading %v) in %s, at %d predictions, RECORDS seq %d", time.Since(t0).Round(time.Millisecond),
-		lost.Name, leads, tDown.Sub(tStop).Round(time.Millisecond), predsAtLoss, recordsAtLoss)
+	t.Logf("%s: lost node %s (leading %v; kill -9 %v) in %s, at %d predictions, RECORDS seq %d", time.Since(t0).Round(time.Millisecond),
+		lost.Name, leads, kill9, tDown.Sub(tStop).Round(time.Millisecond), predsAtLoss, recordsAtLoss)
 
 	// Recovery: from the node being down to the first stored prediction of
 	// a record that RECORDS stored after that (so both the records path and
@@ -281,15 +299,14 @@ func clusterCheckR3(t *testing.T, js jetstream.JetStream) {
 }
 
 // clusterLeaderships lists the streams and the scorer consumer nd leads.
-func clusterLeaderships(c *natstest.Cluster, nd *natstest.Node) []string {
-	srv := nd.Server()
+func clusterLeaderships(nd *natstest.Node) []string {
 	var out []string
 	for _, s := range []string{schemas.StreamRecords, schemas.StreamPredictions, schemas.StreamDeadLetter} {
-		if srv.JetStreamIsStreamLeader(natstest.Account, s) {
+		if nd.LeadsStream(s) {
 			out = append(out, s)
 		}
 	}
-	if srv.JetStreamIsConsumerLeader(natstest.Account, schemas.StreamRecords, streams.ConsumerScorer) {
+	if nd.LeadsConsumer(schemas.StreamRecords, streams.ConsumerScorer) {
 		out = append(out, schemas.StreamRecords+"/"+streams.ConsumerScorer)
 	}
 	return out

@@ -1,14 +1,18 @@
 package natstest
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,10 +27,12 @@ import (
 // configured: the global account).
 const Account = server.DEFAULT_GLOBAL_ACCOUNT
 
-// Cluster is a JetStream cluster of in-process nats-servers on loopback: each
-// node has its own random client port, route port and store directory, all
-// kept across a restart, so a node can be shut down and brought back as the
-// same peer. Nodes are shut down when the test ends.
+// Cluster is a JetStream cluster of nats-servers on loopback: each node has
+// its own random client port, route port and store directory, all kept
+// across a restart, so a node can be shut down and brought back as the same
+// peer. Nodes are in-process servers (RunCluster) or OS processes
+// (RunClusterProcesses, which can also be killed with SIGKILL). Nodes are
+// stopped when the test ends.
 type Cluster struct {
 	Name  string
 	Nodes []*Node
@@ -38,7 +44,14 @@ type Node struct {
 
 	opts *server.Options // template; cloned for every start
 	mu   sync.Mutex
-	srv  *server.Server // nil while shut down
+	srv  *server.Server // in-process; nil while down
+
+	// OS-process nodes.
+	bin      string
+	args     []string
+	httpPort int
+	proc     *exec.Cmd     // nil while down
+	exited   chan struct{} // closed when proc has exited
 }
 
 // RunCluster starts an n-node JetStream cluster (file storage, routes on
@@ -125,7 +138,8 @@ func (nd *Node) start() error {
 	return nil
 }
 
-// Server returns the running server, or nil while the node is shut down.
+// Server returns the running in-process server, or nil while the node is
+// shut down (and always for an OS-process node).
 func (nd *Node) Server() *server.Server {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
@@ -133,7 +147,11 @@ func (nd *Node) Server() *server.Server {
 }
 
 // Running reports whether the node is up.
-func (nd *Node) Running() bool { return nd.Server() != nil }
+func (nd *Node) Running() bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.srv != nil || nd.proc != nil
+}
 
 // ClientURL is the node's client URL; it stays the same across restarts.
 func (nd *Node) ClientURL() string {
@@ -151,6 +169,35 @@ func (nd *Node) Shutdown() {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 	}
+	nd.stopProcess(syscall.SIGTERM)
+}
+
+// Kill loses an OS-process node abruptly (SIGKILL: no clean shutdown, its
+// files as the kill left them) and waits until the process is gone. It
+// fails the test for an in-process node.
+func (nd *Node) Kill(tb testing.TB) {
+	tb.Helper()
+	if nd.bin == "" {
+		tb.Fatalf("node %s is in-process; Kill needs RunClusterProcesses", nd.Name)
+	}
+	nd.stopProcess(syscall.SIGKILL)
+}
+
+func (nd *Node) stopProcess(sig syscall.Signal) {
+	nd.mu.Lock()
+	proc, exited := nd.proc, nd.exited
+	nd.proc = nil
+	nd.mu.Unlock()
+	if proc == nil {
+		return
+	}
+	_ = proc.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = proc.Process.Kill()
+		<-exited
+	}
 }
 
 // Restart starts a shut-down node again on the same ports and store
@@ -160,7 +207,11 @@ func (nd *Node) Restart(tb testing.TB) {
 	if nd.Running() {
 		tb.Fatalf("node %s is already running", nd.Name)
 	}
-	if err := nd.start(); err != nil {
+	start := nd.start
+	if nd.bin != "" {
+		start = nd.startProcess
+	}
+	if err := start(); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -169,20 +220,80 @@ func (nd *Node) Restart(tb testing.TB) {
 // read from the node's monitoring data; ok is false when the node is down or
 // does not host the stream.
 func (nd *Node) StreamState(stream string) (state server.StreamState, ok bool) {
-	srv := nd.Server()
-	if srv == nil {
-		return state, false
-	}
-	acc, err := srv.JszAccount(&server.JSzOptions{Account: Account, Streams: true})
-	if err != nil {
-		return state, false
-	}
-	for _, sd := range acc.Streams {
-		if sd.Name == stream {
-			return sd.State, true
-		}
+	if sd := nd.streamDetail(stream); sd != nil {
+		return sd.State, true
 	}
 	return state, false
+}
+
+// LeadsStream reports whether the node is up and leads stream.
+func (nd *Node) LeadsStream(stream string) bool {
+	if srv := nd.Server(); srv != nil {
+		return srv.JetStreamIsStreamLeader(Account, stream)
+	}
+	sd := nd.streamDetail(stream)
+	return sd != nil && sd.Cluster != nil && sd.Cluster.Leader == nd.Name
+}
+
+// LeadsConsumer reports whether the node is up and leads the consumer.
+func (nd *Node) LeadsConsumer(stream, consumer string) bool {
+	if srv := nd.Server(); srv != nil {
+		return srv.JetStreamIsConsumerLeader(Account, stream, consumer)
+	}
+	sd := nd.streamDetail(stream)
+	if sd == nil {
+		return false
+	}
+	for _, ci := range sd.Consumer {
+		if ci.Name == consumer {
+			return ci.Cluster != nil && ci.Cluster.Leader == nd.Name
+		}
+	}
+	return false
+}
+
+// jsz is the node's own JetStream monitoring data (its view, not the
+// leader's), or nil while it is down or does not answer.
+func (nd *Node) jsz() *server.JSInfo {
+	if srv := nd.Server(); srv != nil {
+		info, err := srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
+		if err != nil {
+			return nil
+		}
+		return info
+	}
+	if !nd.Running() {
+		return nil
+	}
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz?accounts=true&streams=true&consumers=true", nd.httpPort))
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var info server.JSInfo
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&info) != nil {
+		return nil
+	}
+	return &info
+}
+
+func (nd *Node) streamDetail(stream string) *server.StreamDetail {
+	info := nd.jsz()
+	if info == nil {
+		return nil
+	}
+	for _, acc := range info.AccountDetails {
+		if acc.Name != Account {
+			continue
+		}
+		for i := range acc.Streams {
+			if acc.Streams[i].Name == stream {
+				return &acc.Streams[i]
+			}
+		}
+	}
+	return nil
 }
 
 // URLs is the comma-separated client URL list of every node, as a
@@ -209,6 +320,10 @@ func (c *Cluster) Node(name string) *Node {
 // every peer and every running node's meta state is current.
 func (c *Cluster) WaitReady(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
+	if c.Nodes[0].bin != "" {
+		c.waitReadyProcesses(tb, timeout)
+		return
+	}
 	Eventually(tb, timeout, func() error {
 		var leader *server.Server
 		for _, nd := range c.Nodes {
@@ -236,20 +351,16 @@ func (c *Cluster) WaitReady(tb testing.TB, timeout time.Duration) {
 // StreamLeader waits until a running node leads stream and returns it.
 func (c *Cluster) StreamLeader(tb testing.TB, stream string) *Node {
 	tb.Helper()
-	return c.waitLeader(tb, "stream "+stream, func(srv *server.Server) bool {
-		return srv.JetStreamIsStreamLeader(Account, stream)
-	})
+	return c.waitLeader(tb, "stream "+stream, func(nd *Node) bool { return nd.LeadsStream(stream) })
 }
 
 // ConsumerLeader waits until a running node leads the consumer and returns it.
 func (c *Cluster) ConsumerLeader(tb testing.TB, stream, consumer string) *Node {
 	tb.Helper()
-	return c.waitLeader(tb, "consumer "+stream+"/"+consumer, func(srv *server.Server) bool {
-		return srv.JetStreamIsConsumerLeader(Account, stream, consumer)
-	})
+	return c.waitLeader(tb, "consumer "+stream+"/"+consumer, func(nd *Node) bool { return nd.LeadsConsumer(stream, consumer) })
 }
 
-func (c *Cluster) waitLeader(tb testing.TB, what string, leads func(*server.Server) bool) *Node {
+func (c *Cluster) waitLeader(tb testing.TB, what string, leads func(*Node) bool) *Node {
 	tb.Helper()
 	var found *Node
 	Eventually(tb, 30*time.Second, func() error {
@@ -263,9 +374,9 @@ func (c *Cluster) waitLeader(tb testing.TB, what string, leads func(*server.Serv
 }
 
 // leader returns the running node for which leads is true, or nil.
-func (c *Cluster) leader(leads func(*server.Server) bool) *Node {
+func (c *Cluster) leader(leads func(*Node) bool) *Node {
 	for _, nd := range c.Nodes {
-		if srv := nd.Server(); srv != nil && leads(srv) {
+		if nd.Running() && leads(nd) {
 			return nd
 		}
 	}
@@ -279,7 +390,7 @@ func (c *Cluster) WaitStreamCurrent(tb testing.TB, nd *Node, stream string, time
 	tb.Helper()
 	start := time.Now()
 	Eventually(tb, timeout, func() error {
-		leader := c.leader(func(srv *server.Server) bool { return srv.JetStreamIsStreamLeader(Account, stream) })
+		leader := c.leader(func(nd *Node) bool { return nd.LeadsStream(stream) })
 		if leader == nil {
 			return fmt.Errorf("no running node leads stream %s", stream)
 		}
