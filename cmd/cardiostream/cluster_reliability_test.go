@@ -42,7 +42,8 @@ const (
 // restarted once
 // clusterDownRecord more records were stored without it and must catch up.
 // The end state, read from the streams, must be exactly-once: every record
-// id one prediction or one dead letter, none missing, none duplicated.
+// id one prediction or one dead letter, none missing, none duplicated; a
+// monitor process that lived through the loss counts each output once.
 func TestClusterNodeLoss(t *testing.T) {
 	recordsLeader := func(t *testing.T, c *natstest.Cluster) *natstest.Node {
 		return c.StreamLeader(t, schemas.StreamRecords)
@@ -90,7 +91,9 @@ func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *n
 		scorers = append(scorers, clusterStartProc(t, env, fmt.Sprintf("scorer-%d", i+1), "scorer", "--nats-url", c.URLs(),
 			"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))))
 	}
-	for _, s := range scorers {
+	mon := clusterStartProc(t, env, "monitor", "monitor", "--nats-url", c.URLs(),
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)))
+	for _, s := range append(scorers, mon) {
 		s.waitReady(t)
 	}
 	clusterSeparateLeaders(t, c, nc)
@@ -215,6 +218,20 @@ func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *n
 	t.Logf("%s: scorers stopped, every node current", time.Since(t0).Round(time.Millisecond))
 	// The end state, read from the streams.
 	sc := readStreams(t, js)
+
+	// The monitor, which lived through the loss too, counts each output once.
+	natstest.Eventually(t, 2*time.Minute, func() error {
+		fams := scrape(t, mon.metricsAddr)
+		p, _ := metricValue(fams, "cardiostream_monitor_predictions_total")
+		d, _ := metricValue(fams, "cardiostream_monitor_dead_lettered_total")
+		if int(p) != sc.nPred || int(d) != sc.nDL {
+			return fmt.Errorf("monitor counted %v predictions and %v dead letters; the streams hold %d and %d", p, d, sc.nPred, sc.nDL)
+		}
+		return nil
+	})
+	if code := mon.stop(t); code != 0 {
+		t.Errorf("monitor exited %d after SIGTERM; stderr:\n%s", code, mon.stderr.String())
+	}
 	missing, duplicated := 0, 0
 	for k := range sc.records {
 		switch n := len(sc.predictions[k]) + len(sc.deadLetters[k]); {
@@ -291,6 +308,9 @@ func clusterCheckR3(t *testing.T, js jetstream.JetStream) {
 			t.Fatal(err)
 		}
 		for ci := range s.ListConsumers(ctx).Info() {
+			if ci.Config.Durable == "" {
+				continue // ordered (the monitor reading its ledger): ephemeral R1 by design
+			}
 			if r := ci.Config.Replicas; r != 0 && r != 3 || ci.Cluster == nil || len(ci.Cluster.Replicas) != 2 {
 				t.Errorf("consumer %s/%s: replicas %d, cluster %+v; want R3", name.Config.Name, ci.Name, r, ci.Cluster)
 			}
