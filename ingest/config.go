@@ -70,7 +70,9 @@ type Config struct {
 	// in time is retried (its message id makes the retry safe).
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
 	// PublishRetries is how many times a failed publish is retried before
-	// the replay gives up with ErrPublishFailed.
+	// the replay gives up with ErrPublishFailed. The default, 8, with the
+	// default RetryBackoff waits about 25 s in all, which outlasts a
+	// JetStream leader election after a cluster node is lost.
 	PublishRetries int `koanf:"publish_retries"`
 	// RetryBackoff is the wait before the first retry; it doubles per retry
 	// up to MaxRetryBackoff.
@@ -92,7 +94,7 @@ func DefaultConfig() Config {
 		ZeroMeansMissing: true,
 		MaxInFlight:      1000,
 		PublishTimeout:   5 * time.Second,
-		PublishRetries:   5,
+		PublishRetries:   8,
 		RetryBackoff:     100 * time.Millisecond,
 		ProgressInterval: 5 * time.Second,
 	}

@@ -12,9 +12,12 @@
 // Delivery: every record and outcome carries Nats-Msg-Id "<source>/<record
 // id>", so re-running a replay inside the stream's duplicate window stores
 // nothing twice. Publishes are asynchronous with a bounded in-flight window;
-// every publish ack is awaited, transient failures are retried with backoff,
-// and a message that still cannot be published is counted and reported,
-// never silently dropped.
+// every publish ack is awaited, transient failures (no responders, ack
+// timeouts: what a publisher sees while a cluster elects a new stream
+// leader) are retried with backoff under the same message id, and a message
+// that still cannot be published is counted and reported, never silently
+// dropped. Once a retry succeeds, the next failed message is first retried
+// at once: the messages lost in one outage do not each wait a backoff.
 //
 // This package imports only schemas (and the NATS client). It must not import
 // scorer, monitor, cmd or any other component package; cmd wires it.

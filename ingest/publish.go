@@ -55,8 +55,17 @@ type publisher struct {
 	// which means the system (not this message) is at fault.
 	abort    func(error)
 	finished chan struct{}
+	// sleep waits d or until ctx ends (reporting whether d passed); tests
+	// replace it to see the backoffs taken.
+	sleep func(ctx context.Context, d time.Duration) bool
 
 	lastLogged string // the last retry error logged; log when it changes
+	// healthy is true after a retry succeeded and until one fails: the
+	// outage is over, so the next failed message (most likely sent before
+	// the recovery) is first retried at once, not after a backoff. Without
+	// this, the up to MaxInFlight messages lost in one outage (a broker
+	// node loss) would each wait RetryBackoff in turn.
+	healthy bool
 }
 
 func newPublisher(js jetstream.JetStream, kind string, cfg Config, log *slog.Logger, done func(msgTag, *jetstream.PubAck, error), abort func(error)) *publisher {
@@ -70,6 +79,18 @@ func newPublisher(js jetstream.JetStream, kind string, cfg Config, log *slog.Log
 		done:     done,
 		abort:    abort,
 		finished: make(chan struct{}),
+		sleep:    sleepCtx,
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -117,6 +138,16 @@ func (p *publisher) await(ctx context.Context, it inflight, timer *time.Timer) (
 	if ctx.Err() != nil {
 		return nil, errUnconfirmed
 	}
+	// An ack that already arrived wins over a deadline that already
+	// passed: when the collector runs behind (after retries), both are
+	// ready, and select would pick at random, retrying stored messages.
+	select {
+	case ack := <-it.fut.Ok():
+		return ack, nil
+	case err := <-it.fut.Err():
+		return nil, err
+	default:
+	}
 	timer.Reset(time.Until(it.sent.Add(p.cfg.PublishTimeout)))
 	defer timer.Stop()
 	select {
@@ -134,6 +165,18 @@ func (p *publisher) await(ctx context.Context, it inflight, timer *time.Timer) (
 // retry republishes synchronously with exponential backoff. The message id
 // makes this safe even when the first attempt was in fact stored.
 func (p *publisher) retry(ctx context.Context, it inflight, err error) (*jetstream.PubAck, error) {
+	if p.healthy && classify(err) == errorRetry {
+		// The last retry succeeded: this message most likely failed in the
+		// same, finished outage. Try once at once, outside the budget.
+		ack, rerr := p.republish(ctx, it)
+		if rerr == nil {
+			return ack, nil
+		}
+		if ctx.Err() != nil {
+			return nil, errUnconfirmed
+		}
+		err = rerr
+	}
 	backoff := p.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		switch classify(err) {
@@ -153,16 +196,12 @@ func (p *publisher) retry(ctx context.Context, it inflight, err error) (*jetstre
 			p.log.Warn("publish failed, retrying", "kind", p.kind, "record_id", it.tag.id, "attempt", attempt, "backoff", backoff, "err", err)
 			p.lastLogged = msg
 		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		if !p.sleep(ctx, backoff) {
 			return nil, errUnconfirmed
 		}
 		backoff = min(2*backoff, MaxRetryBackoff)
-		actx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 		var ack *jetstream.PubAck
-		ack, err = p.js.PublishMsg(actx, it.msg)
-		cancel()
+		ack, err = p.republish(ctx, it)
 		if err == nil {
 			if p.lastLogged != "" {
 				p.log.Info("publish recovered", "kind", p.kind, "record_id", it.tag.id, "attempt", attempt)
@@ -174,6 +213,15 @@ func (p *publisher) retry(ctx context.Context, it inflight, err error) (*jetstre
 			return nil, errUnconfirmed
 		}
 	}
+}
+
+// republish publishes it.msg again synchronously, under the same message id.
+func (p *publisher) republish(ctx context.Context, it inflight) (*jetstream.PubAck, error) {
+	actx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
+	defer cancel()
+	ack, err := p.js.PublishMsg(actx, it.msg)
+	p.healthy = err == nil
+	return ack, err
 }
 
 type errorClass int

@@ -66,7 +66,8 @@ type Config struct {
 	JoinedTTL time.Duration `koanf:"joined_ttl"`
 	// Ledger is the monitor's own event stream (see doc.go).
 	Ledger LedgerConfig `koanf:"ledger"`
-	// Replicas is the number of copies of the ledger and the buckets (1, 3 or 5).
+	// Replicas is the number of copies of the ledger and the buckets (1, 3 or
+	// 5). The consumers on the shared streams have as many as their stream.
 	Replicas int `koanf:"replicas"`
 
 	// Consumer tunes the three durable input consumers.

@@ -43,7 +43,11 @@ func (m *Monitor) consumerConfig(in input) jetstream.ConsumerConfig {
 		AckWait:       m.cfg.Consumer.AckWait,
 		MaxDeliver:    -1, // a transient failure must not lose a metric
 		MaxAckPending: m.cfg.Consumer.MaxAckPending,
-		Replicas:      m.cfg.Replicas,
+		// Replicas 0: inherit the input stream's. Replicas (the ledger's
+		// and buckets') may differ from the shared streams': a consumer
+		// cannot have more replicas than its stream (the server refuses
+		// it, and the monitor never became ready), and one with fewer
+		// would lose its position with its node.
 	}
 }
 
