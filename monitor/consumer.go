@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,10 @@ type input struct {
 	consumer string
 	kind     string // subject kind token and ledger event kind
 	decode   func(m *Monitor, data []byte, source string, at time.Time) (event, error)
+	// filter and process, when set, replace the <prefix>.<kind>.* filter
+	// and the ledger path (the audit input raises alerts instead).
+	filter  string
+	process func(m *Monitor, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error
 }
 
 // ConsumerShadow is the durable consumer of shadow predictions
@@ -32,6 +37,7 @@ func (m *Monitor) inputs() []input {
 		{name: "shadow", stream: schemas.StreamPredictions, consumer: ConsumerShadow, kind: schemas.ShadowKind, decode: decodeShadow},
 		{name: "outcomes", stream: schemas.StreamOutcomes, consumer: streams.ConsumerMonitorOutcomes, kind: "outcomes", decode: decodeOutcome},
 		{name: "deadletter", stream: schemas.StreamDeadLetter, consumer: streams.ConsumerMonitorDeadLetter, kind: "deadletter", decode: decodeDeadLetter},
+		{name: "audit", stream: schemas.StreamAudit, consumer: ConsumerAudit, filter: m.subjects.Audit(schemas.AuditArtifactRefused), process: processAudit},
 	}
 }
 
@@ -42,7 +48,7 @@ func (m *Monitor) consumerConfig(in input) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       in.consumer,
 		Description:   "cardiostream monitor: joins and metrics",
-		FilterSubject: m.subjects.Prefix + "." + in.kind + ".*",
+		FilterSubject: cmp.Or(in.filter, m.subjects.Prefix+"."+in.kind+".*"),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       m.cfg.Consumer.AckWait,
@@ -108,7 +114,11 @@ func (m *Monitor) handle(ctx context.Context, in input, msg jetstream.Msg, errs 
 		_ = msg.Term()
 		return
 	}
-	err = m.process(ctx, in, msg, meta)
+	if in.process != nil {
+		err = in.process(m, ctx, msg, meta)
+	} else {
+		err = m.process(ctx, in, msg, meta)
+	}
 	switch {
 	case err == nil:
 		errs.ok()

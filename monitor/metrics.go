@@ -28,6 +28,7 @@ type metrics struct {
 	casConflicts prometheus.Counter
 	// lateDuplicates counts inputs dropped by the joined marker.
 	lateDuplicates prometheus.Counter
+	refusals       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, m *Monitor) (*metrics, error) {
@@ -47,14 +48,18 @@ func newMetrics(reg prometheus.Registerer, m *Monitor) (*metrics, error) {
 		Namespace: namespace, Subsystem: subsystem, Name: "late_duplicates_total",
 		Help: "Inputs of an already joined record that arrived after its pending entry expired; not counted again.",
 	})
-	mt := &metrics{invalid: map[string]prometheus.Counter{}, errors: map[string]prometheus.Counter{}, casConflicts: cas, lateDuplicates: late}
-	for _, in := range []string{"predictions", "shadow", "outcomes", "deadletter"} {
+	refusals := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: subsystem, Name: "artifact_refused_alerts_total",
+		Help: "Alerts raised for artifact_refused audit entries (a scorer refused a model artifact).",
+	})
+	mt := &metrics{invalid: map[string]prometheus.Counter{}, errors: map[string]prometheus.Counter{}, casConflicts: cas, lateDuplicates: late, refusals: refusals}
+	for _, in := range []string{"predictions", "shadow", "outcomes", "deadletter", "audit"} {
 		mt.invalid[in] = invalid.WithLabelValues(in)
 	}
 	for _, op := range []string{errOpInput, errOpLedger, errOpAlertPublish, errOpCheckpoint} {
 		mt.errors[op] = errs.WithLabelValues(op)
 	}
-	for _, c := range []prometheus.Collector{invalid, errs, cas, late, newSnapshotCollector(m)} {
+	for _, c := range []prometheus.Collector{invalid, errs, cas, late, refusals, newSnapshotCollector(m)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
