@@ -219,6 +219,9 @@ func (f *modelFollower) follow(ctx context.Context, ch <-chan registry.Pointers)
 // apply makes the scorer serve what p points at, as far as the artifacts
 // allow; see the comment at the top of this file.
 func (f *modelFollower) apply(ctx context.Context, p registry.Pointers) {
+	if p.Active != nil {
+		f.log.Debug("registry pointers", "active", p.Active.Version, "changed_at", p.Active.ChangedAt, "seen_after_ms", time.Since(p.Active.ChangedAt).Milliseconds())
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var problems []string
@@ -259,15 +262,17 @@ func (f *modelFollower) apply(ctx context.Context, p registry.Pointers) {
 			}
 		}
 		f.active, f.shadow = active, shadow
+		var since time.Duration
 		for _, c := range changed {
 			if c.ChangedAt.IsZero() {
 				continue
 			}
-			d := max(time.Since(c.ChangedAt), 0).Seconds()
-			f.met.switchTime.Observe(d)
-			f.met.switchLast.Set(d)
+			since = max(time.Since(c.ChangedAt), 0)
+			f.met.switchTime.Observe(since.Seconds())
+			f.met.switchLast.Set(since.Seconds())
 		}
-		f.log.Info("serving models", "model_version", active.version(), "shadow_version", shadow.version())
+		f.log.Info("serving models", "model_version", active.version(), "shadow_version", shadow.version(),
+			"since_pointer_change_ms", since.Milliseconds())
 	}
 	problem := strings.Join(problems, "; ")
 	f.problem.Store(&problem)
@@ -287,10 +292,12 @@ func (f *modelFollower) load(ctx context.Context, p *registry.Pointer) (scorer.M
 	if m, ok := f.cache[key]; ok {
 		return m, nil
 	}
+	began := time.Now()
 	a, err := f.reg.Fetch(ctx, p.Version)
 	if err != nil {
 		return nil, err
 	}
+	fetched := time.Now()
 	if !strings.EqualFold(a.SHA256, p.SHA256) {
 		return nil, fmt.Errorf("%w: the pointer names sha256 %s for version %s, the registry's metadata %s", registry.ErrTampered, p.SHA256, p.Version, a.SHA256)
 	}
@@ -303,6 +310,8 @@ func (f *modelFollower) load(ctx context.Context, p *registry.Pointer) (scorer.M
 	}
 	sm := scorerModel{m}
 	f.cache[key] = sm
+	f.log.Info("model artifact fetched, verified and loaded", "version", p.Version, "sha256", p.SHA256,
+		"fetch_ms", fetched.Sub(began).Milliseconds(), "load_ms", time.Since(fetched).Milliseconds(), "signed", a.Signed)
 	return sm, nil
 }
 
