@@ -239,6 +239,10 @@ func (f *modelFollower) apply(ctx context.Context, p registry.Pointers) {
 	switch {
 	case p.Shadow == nil:
 		shadow = nil
+	case p.Shadow.Version == active.version():
+		// The shadow was promoted (activated) and its pointer not yet
+		// removed: scoring every record twice by one model tells nothing.
+		shadow = nil
 	case f.shadow == nil || pointerKey(p.Shadow) != f.shadow.key:
 		m, err := f.load(ctx, p.Shadow)
 		if err != nil {

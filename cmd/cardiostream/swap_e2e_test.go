@@ -494,6 +494,12 @@ func TestShadowEndToEnd(t *testing.T) {
 	if cmp.N != n || math.Abs(cmp.A.Accuracy-accA) > 1e-12 || math.Abs(cmp.B.Accuracy-accB) > 1e-12 || math.Abs(cmp.Agreement-agr) > 1e-12 {
 		t.Errorf("compare: n=%d accuracy %v / %v agreement %v; want %d, %v / %v, %v", cmp.N, cmp.A.Accuracy, cmp.B.Accuracy, cmp.Agreement, n, accA, accB, agr)
 	}
-	t.Logf("FIGURE TestShadowEndToEnd records=%d accuracy_1.0.0=%.4f accuracy_1.1.0=%.4f auc_1.0.0=%.4f auc_1.1.0=%.4f brier_1.0.0=%.4f brier_1.1.0=%.4f agreement=%.4f",
-		n, accA, accB, cmp.A.AUC, cmp.B.AUC, cmp.A.Brier, cmp.B.Brier, agr)
+
+	// Promoting the shadow: it is already loaded, and once it is active it
+	// is not scored a second time as its own shadow.
+	lifecycle(t, url, nil, "activate", "1.1.0", "--reason", "promote")
+	waitServing(t, metricsAddr, "1.1.0", "")
+	promoteMS := 1000 * mustMetric(t, scrape(t, metricsAddr), "cardiostream_scorer_model_switch_last_seconds")
+	t.Logf("FIGURE TestShadowEndToEnd records=%d accuracy_1.0.0=%.4f accuracy_1.1.0=%.4f auc_1.0.0=%.4f auc_1.1.0=%.4f brier_1.0.0=%.4f brier_1.1.0=%.4f agreement=%.4f promote_switch_ms=%.1f",
+		n, accA, accB, cmp.A.AUC, cmp.B.AUC, cmp.A.Brier, cmp.B.Brier, agr, promoteMS)
 }
