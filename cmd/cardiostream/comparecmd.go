@@ -36,7 +36,8 @@ type versionScore struct {
 
 // comparison is what `model compare` prints (as JSON with --json).
 type comparison struct {
-	A, B versionScore
+	A versionScore `json:"a"`
+	B versionScore `json:"b"`
 	// N is the number of joined records: predictions from both versions and
 	// an outcome. Agreement is the fraction of them where A and B predicted
 	// the same label.
@@ -44,17 +45,6 @@ type comparison struct {
 	Agreement float64 `json:"agreement"`
 	// Outcomes is the number of distinct outcomes read.
 	Outcomes int `json:"outcomes"`
-}
-
-func (c comparison) MarshalJSON() ([]byte, error) {
-	type out struct {
-		A         versionScore `json:"a"`
-		B         versionScore `json:"b"`
-		N         int          `json:"n"`
-		Agreement float64      `json:"agreement"`
-		Outcomes  int          `json:"outcomes"`
-	}
-	return json.Marshal(out{c.A, c.B, c.N, c.Agreement, c.Outcomes})
 }
 
 func (c *cli) modelCompareCmd() *cobra.Command {
