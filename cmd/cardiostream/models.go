@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cardiostream/cardiostream/internal/registry"
@@ -31,9 +33,21 @@ import (
 // artifact_refused entry to AUDIT, which the monitor turns into an alert.
 // While degraded it retries every refusedRetry, so a repaired artifact is
 // picked up; each refused (version, sha256) is audited once per process.
+//
+// Every version pushed to the registry (up to maxCached) is prefetched,
+// verified and loaded in the background as soon as its push completes, so
+// an activation usually finds its model already loaded and the switch takes
+// milliseconds instead of a fetch and a parse. A prefetched model was
+// verified against the registry when it was fetched; a version that fails
+// to prefetch is fetched again (and refused, audited) when a pointer names
+// it.
 
 // refusedRetry is how often a degraded scorer tries the refused pointers again.
 const refusedRetry = 15 * time.Second
+
+// maxCached bounds the models a scorer keeps loaded (served, previously
+// served and prefetched).
+const maxCached = 16
 
 // Reasons of cardiostream_scorer_artifact_refusals_total.
 var refusalReasons = []string{"tampered", "unsigned", "bad_signature", "not_found", "unloadable", "unavailable"}
@@ -103,6 +117,8 @@ func newFollowerMetrics(reg prometheus.Registerer) (*followerMetrics, error) {
 // modelFollower keeps a scorer's models in line with the registry pointers.
 type modelFollower struct {
 	reg      *registry.Registry
+	js       jetstream.JetStream // for the prefetch watch of versions.> in the registry bucket
+	bucket   string
 	fallback scorer.Model
 	actor    string
 	log      *slog.Logger
@@ -121,13 +137,13 @@ type modelFollower struct {
 	audited map[string]bool // refused keys already in AUDIT
 }
 
-func newModelFollower(reg *registry.Registry, fallback scorer.Model, actor string, promReg prometheus.Registerer, log *slog.Logger) (*modelFollower, error) {
+func newModelFollower(reg *registry.Registry, js jetstream.JetStream, fallback scorer.Model, actor string, promReg prometheus.Registerer, log *slog.Logger) (*modelFollower, error) {
 	met, err := newFollowerMetrics(promReg)
 	if err != nil {
 		return nil, err
 	}
 	return &modelFollower{
-		reg: reg, fallback: fallback, actor: actor, met: met,
+		reg: reg, js: js, bucket: reg.Config().PointersBucket, fallback: fallback, actor: actor, met: met,
 		log:    log.With("component", "model_follower"),
 		active: &servedModel{m: fallback},
 		cache:  map[string]scorer.Model{}, counted: map[string]bool{}, audited: map[string]bool{},
@@ -173,8 +189,12 @@ func (f *modelFollower) Ready() error {
 	return nil
 }
 
-// run follows the registry pointers until ctx ends.
+// run follows the registry pointers (and prefetches pushed versions) until
+// ctx ends.
 func (f *modelFollower) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { f.prefetch(ctx) })
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		ch, err := f.reg.Watch(ctx)
@@ -289,13 +309,92 @@ func (f *modelFollower) apply(ctx context.Context, p registry.Pointers) {
 
 func pointerKey(p *registry.Pointer) string { return p.Version + "@" + strings.ToLower(p.SHA256) }
 
-// load fetches and verifies a pointer's artifact and loads it (cached by
-// version and sha256: a rollback to a version served before is instant).
+// load returns a pointer's model: from the cache (served before, or
+// prefetched), else fetched, verified and loaded. f.mu is held.
 func (f *modelFollower) load(ctx context.Context, p *registry.Pointer) (scorer.Model, error) {
 	key := pointerKey(p)
 	if m, ok := f.cache[key]; ok {
 		return m, nil
 	}
+	m, err := f.fetchLoad(ctx, p, false)
+	if err != nil {
+		return nil, err
+	}
+	f.cache[key] = m
+	return m, nil
+}
+
+// prefetch watches the registry's version metadata and warms the cache with
+// every version whose push is complete, until ctx ends.
+func (f *modelFollower) prefetch(ctx context.Context) {
+	for ctx.Err() == nil {
+		kv, err := f.js.KeyValue(ctx, f.bucket)
+		if err != nil {
+			if !sleep(ctx, 5*time.Second) {
+				return
+			}
+			continue
+		}
+		w, err := kv.WatchFiltered(ctx, []string{registry.VersionKey(">")})
+		if err != nil {
+			if !sleep(ctx, 5*time.Second) {
+				return
+			}
+			continue
+		}
+		f.warmFrom(ctx, w)
+		_ = w.Stop()
+	}
+}
+
+func (f *modelFollower) warmFrom(ctx context.Context, w jetstream.KeyWatcher) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				_ = sleep(ctx, time.Second)
+				return
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var md registry.Metadata
+			if json.Unmarshal(e.Value(), &md) != nil || md.State != registry.StateReady || md.Version == "" {
+				continue
+			}
+			f.warm(ctx, &registry.Pointer{Version: md.Version, SHA256: md.SHA256})
+		}
+	}
+}
+
+// warm loads p's model into the cache unless it is there or the cache is full.
+func (f *modelFollower) warm(ctx context.Context, p *registry.Pointer) {
+	key := pointerKey(p)
+	f.mu.Lock()
+	_, have := f.cache[key]
+	full := len(f.cache) >= maxCached
+	f.mu.Unlock()
+	if have || full {
+		return
+	}
+	m, err := f.fetchLoad(ctx, p, true)
+	if err != nil {
+		if ctx.Err() == nil {
+			f.log.Warn("prefetching a model version failed; it is fetched again, and refused if it still fails, when a pointer names it",
+				"version", p.Version, "reason", refusalReason(err), "err", err)
+		}
+		return
+	}
+	f.mu.Lock()
+	f.cache[key] = m
+	f.mu.Unlock()
+}
+
+// fetchLoad fetches p's artifact, verifies it against the registry (and
+// the pointer's sha256) and loads it.
+func (f *modelFollower) fetchLoad(ctx context.Context, p *registry.Pointer, prefetch bool) (scorer.Model, error) {
 	began := time.Now()
 	a, err := f.reg.Fetch(ctx, p.Version)
 	if err != nil {
@@ -312,11 +411,9 @@ func (f *modelFollower) load(ctx context.Context, p *registry.Pointer) (scorer.M
 		}
 		return nil, err
 	}
-	sm := scorerModel{m}
-	f.cache[key] = sm
-	f.log.Info("model artifact fetched, verified and loaded", "version", p.Version, "sha256", p.SHA256,
+	f.log.Info("model artifact fetched, verified and loaded", "version", p.Version, "sha256", p.SHA256, "prefetch", prefetch,
 		"fetch_ms", fetched.Sub(began).Milliseconds(), "load_ms", time.Since(fetched).Milliseconds(), "signed", a.Signed)
-	return sm, nil
+	return scorerModel{m}, nil
 }
 
 // refuse records a refused artifact (once per version and sha256): log,

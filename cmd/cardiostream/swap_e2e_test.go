@@ -46,7 +46,7 @@ func lifecycle(t testing.TB, url string, out any, args ...string) {
 // model (and shadow as its shadow, "" for none).
 func waitServing(t testing.TB, addr, version, shadow string) {
 	t.Helper()
-	natstest.Eventually(t, 30*time.Second, func() error {
+	natstest.Eventually(t, 90*time.Second, func() error {
 		fams := scrape(t, addr)
 		if v, _ := metricValue(fams, "cardiostream_scorer_model_info", "version", version); v != 1 {
 			return fmt.Errorf("scorer does not serve %s yet", version)
@@ -104,11 +104,18 @@ func mainAndShadowPredictions(t testing.TB, js jetstream.JetStream) (main, shado
 func TestHotSwapUnderLoad(t *testing.T) {
 	ns := natstest.RunServer(t)
 	url := ns.ClientURL()
-	_, js := natstest.Connect(t, ns)
+	nc, js := natstest.Connect(t, ns)
 	natstest.EnsureStreams(t, js, nil)
 	lifecycle(t, url, nil, "push", artifactV100, "--version", "1.0.0")
 	lifecycle(t, url, nil, "push", artifactV110, "--version", "1.1.0")
 	lifecycle(t, url, nil, "activate", "1.0.0", "--reason", "initial")
+	const n = 20000
+	// Room for every record's publish ack: a slow machine (or -race) must
+	// slow the publisher down, not fail it.
+	pubJS, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(n+1), jetstream.WithPublishAsyncTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	sr := start(t, testEnviron(), "scorer", "--nats-url", url, "--metrics-addr", metricsAddr, "--log-level", "debug")
@@ -121,7 +128,6 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		}
 	}()
 
-	const n = 20000
 	var pub sync.WaitGroup
 	pubErr := make(chan error, 1)
 	began := time.Now()
@@ -133,20 +139,20 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		for i := 0; i < n; {
 			<-tick.C
 			for end := i + 100; i < end; i++ {
-				if _, err := js.PublishAsync("cardio.records.load", syntheticRecord(i), jetstream.WithMsgID(fmt.Sprintf("load/r-%06d", i))); err != nil {
+				if _, err := pubJS.PublishAsync("cardio.records.load", syntheticRecord(i), jetstream.WithMsgID(fmt.Sprintf("load/r-%06d", i))); err != nil {
 					pubErr <- err
 					return
 				}
 			}
 		}
 		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(30 * time.Second):
-			pubErr <- fmt.Errorf("publish acks outstanding after 30s")
+		case <-pubJS.PublishAsyncComplete():
+		case <-time.After(2 * time.Minute):
+			pubErr <- fmt.Errorf("publish acks outstanding after 2m")
 		}
 	})
 	scoredAtLeast := func(k float64) {
-		natstest.Eventually(t, 60*time.Second, func() error {
+		natstest.Eventually(t, 3*time.Minute, func() error {
 			if v := mustMetric(t, scrape(t, metricsAddr), "cardiostream_scorer_records_scored_total"); v < k {
 				return fmt.Errorf("scored %v of %v", v, k)
 			}
@@ -253,25 +259,24 @@ func readyz(t testing.TB, addr string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestTamperedArtifactRefused: the active pointer is moved to 1.1.0 after
-// its model.json was replaced in the object store (tampering between the
-// activation's gates and the scorers' fetch, done here by writing the
-// pointer as Activate would). The scorer refuses it and keeps serving
-// 1.0.0: /readyz says degraded (still 200), the degraded gauge and the
-// refusal counter say so, AUDIT holds an artifact_refused entry and the
-// monitor raises a model_artifact_refused alert in ALERTS; records keep
-// being scored by 1.0.0. A rollback to 1.0.0 clears the degradation.
+// TestTamperedArtifactRefused: 1.1.0's model.json is replaced in the
+// object store, then a scorer and a monitor process start (the scorer
+// serves the active 1.0.0; its prefetch of 1.1.0 fails), then the active
+// pointer is moved to 1.1.0 (written as Activate would: tampering between
+// the activation's gates and the scorers' fetch). The scorer refuses it and
+// keeps serving 1.0.0: /readyz says degraded (still 200), the degraded
+// gauge and the refusal counter say so, AUDIT holds an artifact_refused
+// entry and the monitor raises a model_artifact_refused alert in ALERTS;
+// records keep being scored by 1.0.0. A rollback to 1.0.0 clears the
+// degradation.
 func TestTamperedArtifactRefused(t *testing.T) {
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
-	r := start(t, testEnviron(), "standalone", "--data-dir", t.TempDir(), "--nats-listen", natsAddr, "--metrics-addr", metricsAddr)
-	url := r.info.NATSURL
-	js := connectTo(t, url)
+	ns := natstest.RunServer(t)
+	url := ns.ClientURL()
+	_, js := natstest.Connect(t, ns)
+	natstest.EnsureStreams(t, js, nil)
 	lifecycle(t, url, nil, "push", artifactV100, "--version", "1.0.0")
 	lifecycle(t, url, nil, "push", artifactV110, "--version", "1.1.0")
-	var act registry.ChangeResult
-	lifecycle(t, url, &act, "activate", "1.0.0")
-	waitServing(t, metricsAddr, "1.0.0", "")
+	lifecycle(t, url, nil, "activate", "1.0.0")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -288,6 +293,10 @@ func TestTamperedArtifactRefused(t *testing.T) {
 	if _, err := obj.PutBytes(ctx, name, tampered); err != nil {
 		t.Fatal(err)
 	}
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	start(t, testEnviron(), "scorer", "--nats-url", url, "--metrics-addr", metricsAddr)
+	start(t, testEnviron(), "monitor", "--nats-url", url, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)))
+	waitServing(t, metricsAddr, "1.0.0", "")
 	var show struct {
 		SHA256 string `json:"sha256"`
 	}
@@ -301,7 +310,7 @@ func TestTamperedArtifactRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	natstest.Eventually(t, 30*time.Second, func() error {
+	natstest.Eventually(t, 90*time.Second, func() error {
 		fams := scrape(t, metricsAddr)
 		if v := mustMetric(t, fams, "cardiostream_scorer_model_degraded"); v != 1 {
 			return fmt.Errorf("model_degraded = %v", v)
@@ -324,10 +333,10 @@ func TestTamperedArtifactRefused(t *testing.T) {
 			entries = append(entries, e)
 		}
 	}
-	if len(entries) != 1 || entries[0].ToVersion != "1.1.0" || entries[0].FromVersion != "1.0.0" || entries[0].SHA256 != show.SHA256 || !strings.Contains(entries[0].Actor, "cardiostream-standalone") {
+	if len(entries) != 1 || entries[0].ToVersion != "1.1.0" || entries[0].FromVersion != "1.0.0" || entries[0].SHA256 != show.SHA256 || !strings.Contains(entries[0].Actor, "cardiostream-scorer") {
 		t.Fatalf("artifact_refused audit entries: %+v", entries)
 	}
-	natstest.Eventually(t, 30*time.Second, func() error {
+	natstest.Eventually(t, 90*time.Second, func() error {
 		for _, m := range natstest.StreamMessages(t, js, schemas.StreamAlerts) {
 			var a schemas.Alert
 			if json.Unmarshal(m.Data(), &a) == nil && a.Rule == "model_artifact_refused" && a.Status == schemas.AlertFiring && strings.Contains(a.Summary, "1.1.0") {
@@ -343,7 +352,7 @@ func TestTamperedArtifactRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	natstest.Eventually(t, 30*time.Second, func() error {
+	natstest.Eventually(t, 90*time.Second, func() error {
 		main, _ := mainAndShadowPredictions(t, js)
 		if len(main) != 50 {
 			return fmt.Errorf("%d of 50 predictions", len(main))
@@ -357,7 +366,7 @@ func TestTamperedArtifactRefused(t *testing.T) {
 	})
 
 	lifecycle(t, url, nil, "rollback", "--to", "1.0.0", "--reason", "tampered artifact")
-	natstest.Eventually(t, 30*time.Second, func() error {
+	natstest.Eventually(t, 90*time.Second, func() error {
 		if v := mustMetric(t, scrape(t, metricsAddr), "cardiostream_scorer_model_degraded"); v != 0 {
 			return fmt.Errorf("model_degraded = %v after the rollback", v)
 		}
@@ -416,7 +425,7 @@ func TestShadowEndToEnd(t *testing.T) {
 		t.Fatalf("replay: exit %d\n%s", code, stderr)
 	}
 	const n = 920
-	natstest.Eventually(t, 60*time.Second, func() error {
+	natstest.Eventually(t, 3*time.Minute, func() error {
 		fams := scrape(t, metricsAddr)
 		joined := mustMetric(t, fams, "cardiostream_monitor_joined_total")
 		shadowN, _ := metricValue(fams, "cardiostream_monitor_model_window_samples", "model_version", "1.1.0", "role", "shadow")

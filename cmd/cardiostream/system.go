@@ -110,7 +110,7 @@ func newSystem(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstr
 		if err != nil {
 			return nil, fmt.Errorf("opening the model registry: %w", err)
 		}
-		f, err := newModelFollower(rg, scorerModel{m}, scorerActor(nc.Opts.Name), reg, log)
+		f, err := newModelFollower(rg, js, scorerModel{m}, scorerActor(nc.Opts.Name), reg, log)
 		if err != nil {
 			return nil, err
 		}
