@@ -106,8 +106,8 @@ func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("ingest.%s: "+format, append([]any{field}, args...)...))
 	}
-	if c.Source != "" && (!schemas.ValidToken(c.Source) || !alnum(c.Source[0])) {
-		bad("source", "%q is not a valid source token; allowed: 1-64 letters, digits, '_' or '-', starting with a letter or digit (record ids start with it)", c.Source)
+	if c.Source != "" && (!schemas.ValidSource(c.Source) || !alnum(c.Source[0])) {
+		bad("source", "%q is not a valid source token; allowed: 1-64 letters, digits, '_' or '-', starting with a letter or digit (record ids start with it), and not %q (reserved for shadow predictions)", c.Source, schemas.ShadowToken)
 	}
 	if _, err := ParseFormat(string(c.Format)); err != nil {
 		bad("format", "%q is not a known format; allowed: auto, uci, csv, jsonl", c.Format)

@@ -17,6 +17,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "explicit source and format", mod: func(c *Config) { c.Source = "clinic_1"; c.Format = "CSV"; c.Rate = 50; c.LabelColumn = "target" }},
 		{name: "bad source", mod: func(c *Config) { c.Source = "a.b" }, wantErr: []string{"ingest.source"}},
 		{name: "source starting with dash", mod: func(c *Config) { c.Source = "-a" }, wantErr: []string{"ingest.source"}},
+		{name: "reserved source shadow", mod: func(c *Config) { c.Source = "shadow" }, wantErr: []string{"ingest.source"}},
 		{name: "bad format", mod: func(c *Config) { c.Format = "xlsx" }, wantErr: []string{"ingest.format"}},
 		{name: "several problems", mod: func(c *Config) {
 			c.Rate = -1
@@ -73,6 +74,7 @@ func TestDetectFormatAndSource(t *testing.T) {
 		{path: "weird name (copy).txt", forced: "csv", want: FormatCSV, wantSource: "weird-name-copy"},
 		{path: "_hidden_.data", want: FormatUCI, wantSource: "hidden"},
 		{path: "...data", want: FormatUCI, wantSource: "replay"},
+		{path: "shadow.data", want: FormatUCI, wantSource: "shadow-replay"}, // reserved token
 		{path: "notes.txt", wantErr: true, wantSource: "notes"},
 		{path: "a.data", forced: "xml", wantErr: true, wantSource: "a"},
 		{path: strings.Repeat("x", 100) + ".data", want: FormatUCI, wantSource: strings.Repeat("x", 64)},

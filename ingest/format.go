@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/cardiostream/cardiostream/schemas"
 )
 
 // Format is an input file format.
@@ -85,6 +87,9 @@ func SourceFromPath(path string) string {
 	}
 	if s == "" {
 		return "replay"
+	}
+	if s == schemas.ShadowToken { // reserved: see schemas.ValidSource
+		return "shadow-replay"
 	}
 	return s
 }

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -18,9 +19,22 @@ var stages = []schemas.Stage{schemas.StageDecode, schemas.StageValidate, schemas
 
 // Window samples; the short JSON names keep the checkpoint small.
 type joinSample struct {
-	At        int64 `json:"t"` // unix nanoseconds
-	Actual    uint8 `json:"a"`
-	Predicted uint8 `json:"p"`
+	At        int64  `json:"t"` // unix nanoseconds
+	Actual    uint8  `json:"a"`
+	Predicted uint8  `json:"p"`
+	Version   string `json:"v,omitempty"` // the model version that predicted
+}
+
+// shadowSample is a shadow join: a shadow model's label, the outcome and
+// whether the active model agreed on the same record.
+type shadowSample struct {
+	At        int64  `json:"t"`
+	Version   string `json:"v"`
+	Actual    uint8  `json:"a"`
+	Predicted uint8  `json:"p"`
+	// Agree is 1 when the active model predicted the same label, 0 when it
+	// did not, -1 when the record has no active prediction (dead-lettered).
+	Agree int8 `json:"g"`
 }
 
 type latencySample struct {
@@ -65,6 +79,12 @@ type aggState struct {
 	Joins     []joinSample
 	Latencies []latencySample
 	Errors    []errorSample
+
+	// Per model version: distinct predictions of the active path and of
+	// the shadow path, and the window of shadow joins.
+	PredictionsByVersion map[string]int64 `json:",omitempty"`
+	ShadowByVersion      map[string]int64 `json:",omitempty"`
+	ShadowJoins          []shadowSample   `json:",omitempty"`
 }
 
 // aggregator folds ledger events into aggState. It is not safe for
@@ -92,8 +112,10 @@ func newAggregator(cfg Config) *aggregator {
 
 func newAggState() aggState {
 	st := aggState{
-		DeadByStage:   map[schemas.Stage]int64{},
-		LatencyCounts: make([]uint64, len(latencyBuckets)+1),
+		DeadByStage:          map[schemas.Stage]int64{},
+		LatencyCounts:        make([]uint64, len(latencyBuckets)+1),
+		PredictionsByVersion: map[string]int64{},
+		ShadowByVersion:      map[string]int64{},
 	}
 	for i := range st.Pending {
 		st.Pending[i] = map[int64]int64{}
@@ -107,6 +129,12 @@ func (a *aggregator) restore(st aggState) {
 	if st.DeadByStage == nil {
 		st.DeadByStage = map[schemas.Stage]int64{}
 	}
+	if st.PredictionsByVersion == nil {
+		st.PredictionsByVersion = map[string]int64{}
+	}
+	if st.ShadowByVersion == nil {
+		st.ShadowByVersion = map[string]int64{}
+	}
 	if len(st.LatencyCounts) != len(latencyBuckets)+1 {
 		st.LatencyCounts = make([]uint64, len(latencyBuckets)+1)
 	}
@@ -118,6 +146,7 @@ func (a *aggregator) restore(st aggState) {
 	st.Joins = trimFront(st.Joins, a.windowSize)
 	st.Latencies = trimFront(st.Latencies, a.windowSize)
 	st.Errors = trimFront(st.Errors, a.windowSize)
+	st.ShadowJoins = trimFront(st.ShadowJoins, a.windowSize)
 	a.st = st
 }
 
@@ -147,6 +176,9 @@ func (a *aggregator) apply(seq uint64, ev event) {
 	switch ev.Kind {
 	case kindPrediction:
 		st.Predictions++
+		if ev.Version != "" {
+			st.PredictionsByVersion[ev.Version]++
+		}
 		a.observeLatency(ev.LatencyMS)
 		st.Latencies = push(st.Latencies, latencySample{At: at, MS: ev.LatencyMS}, a.windowSize)
 		st.Errors = push(st.Errors, errorSample{At: at}, a.windowSize)
@@ -162,8 +194,19 @@ func (a *aggregator) apply(seq uint64, ev event) {
 	case kindJoin:
 		st.Joined++
 		st.Confusion[ev.Actual][ev.Predicted]++
-		st.Joins = push(st.Joins, joinSample{At: at, Actual: uint8(ev.Actual), Predicted: uint8(ev.Predicted)}, a.windowSize)
+		st.Joins = push(st.Joins, joinSample{At: at, Actual: uint8(ev.Actual), Predicted: uint8(ev.Predicted), Version: ev.Version}, a.windowSize)
 		a.close(ev)
+	case kindShadow:
+		st.ShadowByVersion[ev.Version]++
+	case kindShadowJoin:
+		agree := int8(-1)
+		if ev.ActivePredicted != nil {
+			agree = 0
+			if *ev.ActivePredicted == ev.Predicted {
+				agree = 1
+			}
+		}
+		st.ShadowJoins = push(st.ShadowJoins, shadowSample{At: at, Version: ev.Version, Actual: uint8(ev.Actual), Predicted: uint8(ev.Predicted), Agree: agree}, a.windowSize)
 	case kindUnscorable:
 		st.Unscorable++
 		a.close(ev)
@@ -345,4 +388,74 @@ func quantile(sorted []float64, q float64) float64 {
 	}
 	rank := int(math.Ceil(q * float64(len(sorted))))
 	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// Roles of a model version in the per-version metrics.
+const (
+	RoleActive = "active" // its predictions are the main predictions
+	RoleShadow = "shadow" // it scored beside the active model
+)
+
+// VersionMetrics are one model version's window metrics in one role: the
+// classification over its joined records (active: joins of main predictions
+// it made; shadow: its shadow predictions joined with their outcome) and,
+// for a shadow version, its agreement with the active model's label on the
+// same joined records.
+type VersionMetrics struct {
+	Version string
+	Role    string
+	Classification
+	// AgreementSamples are the shadow joins whose record also has an active
+	// prediction; Agreement is the fraction of them where both labels are
+	// equal (0 when there are none; always 0 for the active role).
+	AgreementSamples int64
+	Agreement        float64
+}
+
+// versions computes the per-version window metrics at now, sorted by role
+// then version. A version appears while it has samples in the window.
+func (a *aggregator) versions(now time.Time) []VersionMetrics {
+	cutoff := now.Add(-a.windowDuration).UnixNano()
+	type acc struct {
+		cm          [2][2]int64
+		agree, with int64
+	}
+	active, shadow := map[string]*acc{}, map[string]*acc{}
+	get := func(m map[string]*acc, v string) *acc {
+		if m[v] == nil {
+			m[v] = &acc{}
+		}
+		return m[v]
+	}
+	for _, s := range a.st.Joins {
+		if s.At > cutoff && s.Version != "" {
+			get(active, s.Version).cm[s.Actual][s.Predicted]++
+		}
+	}
+	for _, s := range a.st.ShadowJoins {
+		if s.At <= cutoff {
+			continue
+		}
+		c := get(shadow, s.Version)
+		c.cm[s.Actual][s.Predicted]++
+		if s.Agree >= 0 {
+			c.with++
+			c.agree += int64(s.Agree)
+		}
+	}
+	var out []VersionMetrics
+	for _, r := range []struct {
+		role string
+		m    map[string]*acc
+	}{{RoleActive, active}, {RoleShadow, shadow}} {
+		for _, v := range slices.Sorted(maps.Keys(r.m)) {
+			c := r.m[v]
+			out = append(out, VersionMetrics{
+				Version: v, Role: r.role,
+				Classification:   classify(c.cm[1][1], c.cm[0][1], c.cm[0][0], c.cm[1][0]),
+				AgreementSamples: c.with, Agreement: ratio(c.agree, c.with),
+			})
+		}
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,24 +21,34 @@ type input struct {
 	consumer string
 	kind     string // subject kind token and ledger event kind
 	decode   func(m *Monitor, data []byte, source string, at time.Time) (event, error)
+	// filter and process, when set, replace the <prefix>.<kind>.* filter
+	// and the ledger path (the audit input raises alerts instead).
+	filter  string
+	process func(m *Monitor, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error
 }
+
+// ConsumerShadow is the durable consumer of shadow predictions
+// (<prefix>.predictions.shadow.*) on PREDICTIONS.
+const ConsumerShadow = "monitor-shadow"
 
 func (m *Monitor) inputs() []input {
 	return []input{
 		{name: "predictions", stream: schemas.StreamPredictions, consumer: streams.ConsumerMonitorPredictions, kind: "predictions", decode: decodePrediction},
+		{name: "shadow", stream: schemas.StreamPredictions, consumer: ConsumerShadow, kind: schemas.ShadowKind, decode: decodeShadow},
 		{name: "outcomes", stream: schemas.StreamOutcomes, consumer: streams.ConsumerMonitorOutcomes, kind: "outcomes", decode: decodeOutcome},
 		{name: "deadletter", stream: schemas.StreamDeadLetter, consumer: streams.ConsumerMonitorDeadLetter, kind: "deadletter", decode: decodeDeadLetter},
+		{name: "audit", stream: schemas.StreamAudit, consumer: ConsumerAudit, filter: m.subjects.Audit(schemas.AuditArtifactRefused), process: processAudit},
 	}
 }
 
 // consumerConfig is the durable consumer of in. Its filter takes exactly one
-// token after the kind, so a future <prefix>.predictions.shadow.<source> is
-// not counted as a prediction.
+// token after the kind, so <prefix>.predictions.shadow.<source> is not
+// counted as a prediction (the shadow input's kind is "predictions.shadow").
 func (m *Monitor) consumerConfig(in input) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       in.consumer,
 		Description:   "cardiostream monitor: joins and metrics",
-		FilterSubject: m.subjects.Prefix + "." + in.kind + ".*",
+		FilterSubject: cmp.Or(in.filter, m.subjects.Prefix+"."+in.kind+".*"),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       m.cfg.Consumer.AckWait,
@@ -62,7 +73,18 @@ func decodePrediction(_ *Monitor, data []byte, source string, at time.Time) (eve
 	if !schemas.ValidID(p.RecordID) || !validLabel(p.Label) {
 		return event{}, fmt.Errorf("%w: prediction: record_id not a valid record id or label %d not 0/1", errInvalidInput, p.Label)
 	}
-	return event{V: ledgerVersion, Kind: kindPrediction, Source: source, RecordID: p.RecordID, At: at, Label: p.Label, LatencyMS: p.LatencyMS}, nil
+	return event{V: ledgerVersion, Kind: kindPrediction, Source: source, RecordID: p.RecordID, At: at, Label: p.Label, LatencyMS: p.LatencyMS, Version: p.Model.Version}, nil
+}
+
+func decodeShadow(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
+	var p schemas.Prediction
+	if err := json.Unmarshal(data, &p); err != nil {
+		return event{}, fmt.Errorf("%w: shadow prediction: %w", errInvalidInput, err)
+	}
+	if p.RecordID == "" || !validLabel(p.Label) || p.Model.Version == "" {
+		return event{}, fmt.Errorf("%w: shadow prediction: record_id or model.version empty, or label %d not 0/1", errInvalidInput, p.Label)
+	}
+	return event{V: ledgerVersion, Kind: kindShadow, Source: source, RecordID: p.RecordID, At: at, Label: p.Label, Version: p.Model.Version}, nil
 }
 
 func decodeOutcome(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
@@ -96,7 +118,11 @@ func (m *Monitor) handle(ctx context.Context, in input, msg jetstream.Msg, errs 
 		_ = msg.Term()
 		return
 	}
-	err = m.process(ctx, in, msg, meta)
+	if in.process != nil {
+		err = in.process(m, ctx, msg, meta)
+	} else {
+		err = m.process(ctx, in, msg, meta)
+	}
 	switch {
 	case err == nil:
 		errs.ok()

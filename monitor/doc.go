@@ -7,7 +7,10 @@
 // the ALERTS stream (<prefix>.alerts.<rule>, schemas.Alert).
 //
 // It owns: the durable consumers monitor-predictions (filter
-// <prefix>.predictions.*), monitor-outcomes and monitor-deadletter; the
+// <prefix>.predictions.*, so shadow predictions are not counted as
+// predictions), monitor-shadow (<prefix>.predictions.shadow.*),
+// monitor-outcomes, monitor-deadletter and monitor-audit
+// (<prefix>.audit.model.artifact_refused, see audit.go); the
 // pending bucket (KV, default CARDIO_MONITOR_PENDING, TTL = label_deadline);
 // the ledger stream (default MONITOR_LEDGER, <prefix>.monitor.ledger.<kind>.<source>);
 // the joined bucket (default CARDIO_MONITOR_JOINED, TTL joined_ttl); the
@@ -59,9 +62,29 @@
 // those events (ledger.max_age, default 30 days).
 //
 // Windows: a sample (a join; a prediction's latency; a prediction or dead
-// letter for the error rate) is in the window when it is among the last
-// window_size samples of its kind AND younger than window_duration at the
-// evaluation instant.
+// letter for the error rate; a shadow join) is in the window when it is
+// among the last window_size samples of its kind AND younger than
+// window_duration at the evaluation instant.
+//
+// # Per model version
+//
+// Every prediction names its model version; the ledger carries it, so the
+// per-version metrics are part of the same fold. Role "active": the joins
+// of main predictions, grouped by the version that made them (during a
+// swap both versions appear). Role "shadow": a shadow prediction is
+// recorded in the record's pending entry beside the main sides (not as a
+// pending side itself) and resolves, once the outcome and the main
+// prediction (or dead letter) are present, into one shadow_join event per
+// shadow version (message id rs/<version>/<source>/<record_id>) carrying
+// the shadow label, the outcome and the active model's label and version.
+// Exported as cardiostream_monitor_model_window_{accuracy,precision,recall,
+// f1,samples}{model_version,role}, model_window_agreement{model_version}
+// (shadow: fraction of its joined records where it predicted the active
+// model's label) and model_predictions_total{model_version,role}; Snapshot
+// has them as Versions, PredictionsByVersion and ShadowPredictionsByVersion.
+// Agreement is measured on joined records, the same records as the
+// shadow's accuracy. A shadow prediction whose record has no outcome within
+// the label deadline is counted but never joined.
 //
 // Pending gauges count the sides opened in the last label_deadline and not
 // yet resolved; older ones are reported as expired (the bucket has dropped

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,12 +26,65 @@ type pendingDoc struct {
 	// later duplicates of either side are recognised by it until the entry
 	// expires with the label deadline.
 	Resolved bool `json:"r,omitempty"`
+	// Shadow holds the shadow predictions by model version (usually one).
+	// They are not pending sides: they resolve (R) into a shadow join once
+	// the outcome and the active prediction (or dead letter) are present.
+	Shadow map[string]*docSide `json:"s,omitempty"`
 }
 
 // docSide is what the join needs from one side: no patient data.
 type docSide struct {
 	Label int       `json:"l"`
 	At    time.Time `json:"t"`
+	V     string    `json:"v,omitempty"` // model version (predictions)
+	R     bool      `json:"r,omitempty"` // shadow side: its shadow join is written
+}
+
+// has reports whether ev's side is already recorded in d.
+func (d *pendingDoc) has(ev event) bool {
+	if ev.Kind == kindShadow {
+		return d.Shadow[ev.Version] != nil
+	}
+	return *d.side(sideOf(ev.Kind)) != nil
+}
+
+// set records ev's side in d.
+func (d *pendingDoc) set(ev event) {
+	ds := &docSide{Label: ev.Label, At: ev.At, V: ev.Version}
+	if ev.Kind == kindShadow {
+		if d.Shadow == nil {
+			d.Shadow = map[string]*docSide{}
+		}
+		d.Shadow[ev.Version] = ds
+		return
+	}
+	*d.side(sideOf(ev.Kind)) = ds
+}
+
+// shadowResolvable returns a shadow version whose shadow join is owed: its
+// record has an outcome and an active prediction or dead letter.
+func (d *pendingDoc) shadowResolvable() (string, bool) {
+	if d.Outcome == nil || (d.Prediction == nil && d.DeadLetter == nil) {
+		return "", false
+	}
+	for _, v := range slices.Sorted(maps.Keys(d.Shadow)) {
+		if !d.Shadow[v].R {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// shadowResolution is the shadow join event of version v.
+func (d *pendingDoc) shadowResolution(source, recordID, v string, now time.Time) event {
+	sh := d.Shadow[v]
+	ev := event{V: ledgerVersion, Kind: kindShadowJoin, Source: source, RecordID: recordID, At: now,
+		Version: v, Predicted: sh.Label, Actual: d.Outcome.Label}
+	if d.Prediction != nil {
+		l := d.Prediction.Label
+		ev.ActiveVersion, ev.ActivePredicted = d.Prediction.V, &l
+	}
+	return ev
 }
 
 func (d *pendingDoc) side(s side) **docSide {
@@ -56,6 +111,7 @@ func (d *pendingDoc) resolution(source, recordID string, now time.Time) event {
 	}
 	if d.Prediction != nil {
 		ev.Kind = kindJoin
+		ev.Version = d.Prediction.V
 		ev.Predicted = d.Prediction.Label
 		ev.PredictionAt = timePtr(d.Prediction.At)
 	} else {
@@ -95,7 +151,8 @@ const maxCASAttempts = 16
 //  2. publish the input event to the ledger (Nats-Msg-Id dedups a retry);
 //  3. CAS the side into the entry (a lost CAS re-reads and goes again);
 //  4. if both sides are now present, publish the join event (deduplicated by
-//     its id) and CAS the entry to resolved.
+//     its id) and CAS the entry to resolved;
+//  5. likewise for each shadow prediction whose shadow join is owed.
 //
 // The caller acks only after record returns nil.
 func (m *Monitor) record(ctx context.Context, ev event, inputSeq uint64) error {
@@ -104,8 +161,8 @@ func (m *Monitor) record(ctx context.Context, ev event, inputSeq uint64) error {
 		// can never be joined.
 		return m.publishEvent(ctx, ev, inputSeq)
 	}
-	s := sideOf(ev.Kind)
 	key := pendingKey(ev.Source, ev.RecordID)
+attempts:
 	for range maxCASAttempts {
 		doc, rev, err := m.getDoc(ctx, key)
 		if err != nil {
@@ -124,37 +181,51 @@ func (m *Monitor) record(ctx context.Context, ev event, inputSeq uint64) error {
 				return nil
 			}
 		}
-		if p := doc.side(s); *p == nil {
-			ev.Pending = !doc.Resolved
+		if !doc.has(ev) {
+			// Shadow predictions are not pending sides of the main join.
+			ev.Pending = !doc.Resolved && ev.Kind != kindShadow
 			if err := m.publishEvent(ctx, ev, inputSeq); err != nil {
 				return err
 			}
-			*p = &docSide{Label: ev.Label, At: ev.At}
+			doc.set(ev)
 			if rev, err = m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
 				continue
 			} else if err != nil {
 				return err
 			}
 		}
-		if !doc.resolvable() {
-			return nil
+		if doc.resolvable() {
+			if err := m.publishEvent(ctx, doc.resolution(ev.Source, ev.RecordID, m.now()), 0); err != nil {
+				return err
+			}
+			// The marker is written before the entry is marked resolved, so
+			// every resolved entry has one (a crash in between repeats both
+			// writes, each idempotent), and it outlives the entry.
+			if err := m.markJoined(ctx, key); err != nil {
+				return err
+			}
+			doc.Resolved = true
+			if rev, err = m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return err
+			}
 		}
-		if err := m.publishEvent(ctx, doc.resolution(ev.Source, ev.RecordID, m.now()), 0); err != nil {
-			return err
+		for {
+			v, ok := doc.shadowResolvable()
+			if !ok {
+				return nil
+			}
+			if err := m.publishEvent(ctx, doc.shadowResolution(ev.Source, ev.RecordID, v, m.now()), 0); err != nil {
+				return err
+			}
+			doc.Shadow[v].R = true
+			if rev, err = m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
+				continue attempts
+			} else if err != nil {
+				return err
+			}
 		}
-		// The marker is written before the entry is marked resolved, so
-		// every resolved entry has one (a crash in between repeats both
-		// writes, each idempotent), and it outlives the entry.
-		if err := m.markJoined(ctx, key); err != nil {
-			return err
-		}
-		doc.Resolved = true
-		if _, err := m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		return nil
 	}
 	return errTooManyConflicts
 }

@@ -22,6 +22,10 @@ const (
 	kindOutcome    = "outcome"
 	kindJoin       = "join"
 	kindUnscorable = "unscorable"
+	// A shadow model's prediction (input), and its resolution: joined with
+	// the record's outcome and with the active model's prediction.
+	kindShadow     = "shadow"
+	kindShadowJoin = "shadow_join"
 )
 
 // side indexes the three pending sides.
@@ -46,7 +50,10 @@ type event struct {
 	RecordID string    `json:"record_id,omitempty"`
 	At       time.Time `json:"at"` // the monitor's clock when the input was handled
 	// Label is the predicted label (prediction) or the actual one (outcome).
-	Label     int           `json:"label,omitempty"`
+	Label int `json:"label,omitempty"`
+	// Version is the model version of a prediction, shadow prediction, join
+	// (the active model's) or shadow join (the shadow model's).
+	Version   string        `json:"mv,omitempty"`
 	LatencyMS float64       `json:"latency_ms,omitempty"`
 	Stage     schemas.Stage `json:"stage,omitempty"`
 	// Pending says the input opened (or joined) a pending entry, so the fold
@@ -60,6 +67,11 @@ type event struct {
 	PredictionAt *time.Time `json:"prediction_at,omitempty"`
 	OutcomeAt    *time.Time `json:"outcome_at,omitempty"`
 	DeadLetterAt *time.Time `json:"deadletter_at,omitempty"`
+
+	// Shadow join events: the active model's version and label for the same
+	// record (absent when the record was dead-lettered).
+	ActiveVersion   string `json:"active_version,omitempty"`
+	ActivePredicted *int   `json:"active_predicted,omitempty"`
 }
 
 // errBadEvent is returned by decodeEvent for a ledger message this version
@@ -76,10 +88,15 @@ func decodeEvent(data []byte) (event, error) {
 	}
 	switch ev.Kind {
 	case kindPrediction, kindDeadLetter, kindOutcome, kindJoin, kindUnscorable:
+	case kindShadow, kindShadowJoin:
+		if ev.Version == "" {
+			return ev, fmt.Errorf("%w: %s event without a model version", errBadEvent, ev.Kind)
+		}
 	default:
 		return ev, fmt.Errorf("%w: unknown kind %q", errBadEvent, ev.Kind)
 	}
-	if !validLabel(ev.Label) || !validLabel(ev.Predicted) || !validLabel(ev.Actual) {
+	if !validLabel(ev.Label) || !validLabel(ev.Predicted) || !validLabel(ev.Actual) ||
+		(ev.ActivePredicted != nil && !validLabel(*ev.ActivePredicted)) {
 		return ev, fmt.Errorf("%w: label out of {0,1}", errBadEvent)
 	}
 	return ev, nil
@@ -94,6 +111,10 @@ func (ev event) msgID(inputSeq uint64) string {
 	switch ev.Kind {
 	case kindJoin, kindUnscorable:
 		return "r/" + ev.Source + "/" + ev.RecordID
+	case kindShadow:
+		return "shadow/" + ev.Version + "/" + ev.Source + "/" + ev.RecordID
+	case kindShadowJoin:
+		return "rs/" + ev.Version + "/" + ev.Source + "/" + ev.RecordID
 	}
 	if ev.RecordID == "" {
 		return fmt.Sprintf("%s/%s/#%d", ev.Kind, ev.Source, inputSeq)

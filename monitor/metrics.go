@@ -28,6 +28,7 @@ type metrics struct {
 	casConflicts prometheus.Counter
 	// lateDuplicates counts inputs dropped by the joined marker.
 	lateDuplicates prometheus.Counter
+	refusals       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, m *Monitor) (*metrics, error) {
@@ -47,14 +48,18 @@ func newMetrics(reg prometheus.Registerer, m *Monitor) (*metrics, error) {
 		Namespace: namespace, Subsystem: subsystem, Name: "late_duplicates_total",
 		Help: "Inputs of an already joined record that arrived after its pending entry expired; not counted again.",
 	})
-	mt := &metrics{invalid: map[string]prometheus.Counter{}, errors: map[string]prometheus.Counter{}, casConflicts: cas, lateDuplicates: late}
-	for _, in := range []string{"predictions", "outcomes", "deadletter"} {
+	refusals := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: subsystem, Name: "artifact_refused_alerts_total",
+		Help: "Alerts raised for artifact_refused audit entries (a scorer refused a model artifact).",
+	})
+	mt := &metrics{invalid: map[string]prometheus.Counter{}, errors: map[string]prometheus.Counter{}, casConflicts: cas, lateDuplicates: late, refusals: refusals}
+	for _, in := range []string{"predictions", "shadow", "outcomes", "deadletter", "audit"} {
 		mt.invalid[in] = invalid.WithLabelValues(in)
 	}
 	for _, op := range []string{errOpInput, errOpLedger, errOpAlertPublish, errOpCheckpoint} {
 		mt.errors[op] = errs.WithLabelValues(op)
 	}
-	for _, c := range []prometheus.Collector{invalid, errs, cas, late, newSnapshotCollector(m)} {
+	for _, c := range []prometheus.Collector{invalid, errs, cas, late, refusals, newSnapshotCollector(m)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -93,6 +98,14 @@ func newSnapshotCollector(m *Monitor) *snapshotCollector {
 		"alerts_resolved": d("alerts_resolved_total", "Firing alert rules that resolved (this process).", "rule"),
 		"alert_state":     d("alert_state", "1 while the rule is firing, else 0.", "rule"),
 		"ledger_seq":      d("ledger_sequence", "Last ledger sequence folded into the metrics."),
+		"v_predictions":   d("model_predictions_total", "Distinct predictions by model version and role (active: main predictions; shadow: shadow predictions).", "model_version", "role"),
+		"v_accuracy":      d("model_window_accuracy", "Accuracy over the sliding window, by model version and role (NaN when undefined).", "model_version", "role"),
+		"v_precision":     d("model_window_precision", "Precision over the sliding window, by model version and role (NaN when undefined).", "model_version", "role"),
+		"v_recall":        d("model_window_recall", "Recall over the sliding window, by model version and role (NaN when undefined).", "model_version", "role"),
+		"v_f1":            d("model_window_f1", "F1 over the sliding window, by model version and role (NaN when undefined).", "model_version", "role"),
+		"v_samples":       d("model_window_samples", "Joined samples in the sliding window, by model version and role.", "model_version", "role"),
+		"v_agreement":     d("model_window_agreement", "Fraction of a shadow version's joined records in the window where it predicted the active model's label (NaN when none).", "model_version"),
+		"v_agreement_n":   d("model_window_agreement_samples", "Shadow joins in the window whose record also has an active prediction, by shadow version.", "model_version"),
 	}}
 }
 
@@ -166,4 +179,23 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge("alert_state", firing, r.Name)
 	}
 	gauge("ledger_seq", float64(s.LedgerSequence))
+
+	for v, n := range s.PredictionsByVersion {
+		counter("v_predictions", float64(n), v, RoleActive)
+	}
+	for v, n := range s.ShadowPredictionsByVersion {
+		counter("v_predictions", float64(n), v, RoleShadow)
+	}
+	for _, vm := range s.Versions {
+		c := vm.Classification
+		gauge("v_accuracy", orNaN(c.Accuracy, c.defined(MetricAccuracy)), vm.Version, vm.Role)
+		gauge("v_precision", orNaN(c.Precision, c.defined(MetricPrecision)), vm.Version, vm.Role)
+		gauge("v_recall", orNaN(c.Recall, c.defined(MetricRecall)), vm.Version, vm.Role)
+		gauge("v_f1", orNaN(c.F1, c.defined(MetricF1)), vm.Version, vm.Role)
+		gauge("v_samples", float64(c.Samples), vm.Version, vm.Role)
+		if vm.Role == RoleShadow {
+			gauge("v_agreement", orNaN(vm.Agreement, vm.AgreementSamples > 0), vm.Version)
+			gauge("v_agreement_n", float64(vm.AgreementSamples), vm.Version)
+		}
+	}
 }

@@ -151,7 +151,8 @@ func TestInvalidInputsAreTerminated(t *testing.T) {
 }
 
 // publishRecords publishes n records numbered from first: outcomes before
-// predictions for every third one, every fifth prediction wrong.
+// predictions for every third one, every fifth prediction wrong; most also
+// get a shadow prediction.
 func publishRecords(h *harness, first, n int) {
 	h.tb.Helper()
 	for i := first; i < first+n; i++ {
@@ -173,7 +174,17 @@ func publishRecords(h *harness, first, n int) {
 		if i%11 == 0 {
 			h.deadLetter("src", fmt.Sprintf("dead-%d", i), schemas.StageScore)
 		}
+		if i%4 != 0 { // a shadow model's prediction, right 3 times in 4
+			h.versionedPrediction(h.subjects.ShadowPrediction("src"), "src", id, "2", actual^boolInt(i%8 == 1), "")
+		}
 	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // comparable strips what legitimately differs between two runs.

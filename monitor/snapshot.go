@@ -37,6 +37,13 @@ type Snapshot struct {
 	Cumulative Classification
 	Window     Classification
 
+	// Versions are the window metrics per model version and role (see
+	// VersionMetrics). PredictionsByVersion and ShadowPredictionsByVersion
+	// count distinct predictions per version, cumulatively.
+	Versions                   []VersionMetrics
+	PredictionsByVersion       map[string]int64
+	ShadowPredictionsByVersion map[string]int64
+
 	// Latency quantiles (milliseconds) over the window's predictions.
 	LatencySamples int64
 	LatencyP50     float64
@@ -85,26 +92,29 @@ func (m *Monitor) snapshotWithHistogram() (Snapshot, histogramView) {
 	st := &a.st
 	w := a.window(now)
 	s := Snapshot{
-		At:                  now,
-		LedgerSequence:      st.Seq,
-		Predictions:         st.Predictions,
-		DeadLettered:        st.DeadLettered,
-		DeadLetteredByStage: maps.Clone(st.DeadByStage),
-		Received:            st.Predictions + st.DeadLettered,
-		Outcomes:            st.Outcomes,
-		Joined:              st.Joined,
-		OutcomesUnscorable:  st.Unscorable,
-		PendingPredictions:  a.pending(sidePrediction, now),
-		PendingOutcomes:     a.pending(sideOutcome, now),
-		PendingDeadLetters:  a.pending(sideDeadLetter, now),
-		Cumulative:          classify(st.Confusion[1][1], st.Confusion[0][1], st.Confusion[0][0], st.Confusion[1][0]),
-		Window:              w.Class,
-		LatencySamples:      w.LatencySamples,
-		LatencyP50:          w.P50,
-		LatencyP95:          w.P95,
-		LatencyP99:          w.P99,
-		ErrorRateSamples:    w.ErrorSamples,
-		ErrorRate:           w.ErrorRate,
+		At:                         now,
+		LedgerSequence:             st.Seq,
+		Predictions:                st.Predictions,
+		DeadLettered:               st.DeadLettered,
+		DeadLetteredByStage:        maps.Clone(st.DeadByStage),
+		Received:                   st.Predictions + st.DeadLettered,
+		Outcomes:                   st.Outcomes,
+		Joined:                     st.Joined,
+		OutcomesUnscorable:         st.Unscorable,
+		PendingPredictions:         a.pending(sidePrediction, now),
+		PendingOutcomes:            a.pending(sideOutcome, now),
+		PendingDeadLetters:         a.pending(sideDeadLetter, now),
+		Cumulative:                 classify(st.Confusion[1][1], st.Confusion[0][1], st.Confusion[0][0], st.Confusion[1][0]),
+		Window:                     w.Class,
+		Versions:                   a.versions(now),
+		PredictionsByVersion:       maps.Clone(st.PredictionsByVersion),
+		ShadowPredictionsByVersion: maps.Clone(st.ShadowByVersion),
+		LatencySamples:             w.LatencySamples,
+		LatencyP50:                 w.P50,
+		LatencyP95:                 w.P95,
+		LatencyP99:                 w.P99,
+		ErrorRateSamples:           w.ErrorSamples,
+		ErrorRate:                  w.ErrorRate,
 	}
 	s.ExpiredPredictions = max(st.Recorded[sidePrediction]-st.Resolved[sidePrediction]-s.PendingPredictions, 0)
 	s.ExpiredOutcomes = max(st.Recorded[sideOutcome]-st.Resolved[sideOutcome]-s.PendingOutcomes, 0)

@@ -14,6 +14,9 @@ import (
 // batch is a group of records decoded, scored and published together, then
 // settled (acked, NAKed or terminated) together by the acker.
 type batch struct {
+	// set is the models this batch is scored with, loaded once when the
+	// batch starts: a swap takes effect between batches.
+	set       *modelSet
 	items     []item
 	rows      [][schemas.NumFeatures]float64 // BatchModel input
 	probs     []float64
@@ -33,6 +36,7 @@ func (s *Scorer) getBatch() *batch {
 func (s *Scorer) putBatch(b *batch) {
 	clear(b.items) // drop message and payload references
 	b.items = b.items[:0]
+	b.set = nil
 	s.batches.Put(b)
 }
 
@@ -70,6 +74,7 @@ func (s *Scorer) work(in <-chan jetstream.Msg, intakeDone <-chan struct{}, ackq 
 // process decodes, scores and publishes every record of b.
 func (s *Scorer) process(b *batch) {
 	n := len(b.items)
+	b.set = s.models.Load()
 	s.received.Add(uint64(n))
 	s.m.received.Add(float64(n))
 	s.m.inflight.Add(float64(n))
@@ -104,24 +109,36 @@ func (s *Scorer) process(b *batch) {
 	s.skipStored(b)
 
 	s.score(b)
+	if b.set.shadow != nil {
+		s.scoreShadow(b)
+	}
 
 	for i := range b.items {
 		it := &b.items[i]
 		if it.verdict == verdictRetry || it.verdict == verdictStored {
 			continue
 		}
-		msg, err := s.outMsg(it)
+		msg, err := s.outMsg(b.set, it)
 		if err != nil {
 			s.scoringFailed(it, err.Error())
 			if it.verdict == verdictRetry {
 				continue
 			}
-			if msg, err = s.outMsg(it); err != nil { // the dead letter itself cannot fail to encode
+			if msg, err = s.outMsg(b.set, it); err != nil { // the dead letter itself cannot fail to encode
 				it.pubErr = err
 				continue
 			}
 		}
 		it.fut, it.pubErr = s.pub.PublishMsgAsync(msg)
+		if it.verdict == verdictPredict && it.shadowOK {
+			// Published with the main prediction and awaited with it, so a
+			// shadow never delays the record beyond its batch.
+			if smsg, err := s.shadowMsg(b.set, it); err != nil {
+				it.shadowErr = err
+			} else {
+				it.shadowFut, it.shadowErr = s.pub.PublishMsgAsync(smsg)
+			}
+		}
 	}
 	b.published = time.Now()
 }
@@ -139,7 +156,7 @@ func (s *Scorer) score(b *batch) {
 		return
 	}
 	batched := false
-	if s.batch != nil && len(b.idx) > 1 {
+	if bm := b.set.batch; bm != nil && len(b.idx) > 1 {
 		b.rows = b.rows[:0]
 		for _, i := range b.idx {
 			b.rows = append(b.rows, [schemas.NumFeatures]float64(b.items[i].rec.Features))
@@ -148,7 +165,7 @@ func (s *Scorer) score(b *batch) {
 			b.probs = make([]float64, len(b.idx))
 		}
 		b.probs = b.probs[:len(b.idx)]
-		if err := predictBatch(s.batch, b.rows, b.probs); err == nil {
+		if err := predictBatch(bm, b.rows, b.probs); err == nil {
 			for k, i := range b.idx {
 				b.items[i].prob = b.probs[k]
 			}
@@ -161,7 +178,7 @@ func (s *Scorer) score(b *batch) {
 	if !batched {
 		for _, i := range b.idx {
 			it := &b.items[i]
-			p, err := predictOne(s.model, &it.rec.Features)
+			p, err := predictOne(b.set.active, &it.rec.Features)
 			if err != nil {
 				// A panic: bad input for this model. Retrying cannot help.
 				s.m.panics.Inc()
@@ -204,7 +221,7 @@ func (s *Scorer) acker(ackq <-chan *batch, abort <-chan struct{}) {
 			// Predictions that failed on the last allowed delivery: their
 			// dead letters.
 			for _, it := range again {
-				msg, err := s.outMsg(it)
+				msg, err := s.outMsg(b.set, it)
 				if err != nil {
 					it.pubErr = err
 					continue
@@ -281,6 +298,7 @@ func (s *Scorer) settle(it *item, deadline <-chan struct{}, abort <-chan struct{
 	s.errLog.ok("publishing " + it.kind)
 	switch it.verdict {
 	case verdictPredict:
+		s.settleShadow(it, deadline, abort)
 		if ack.Duplicate {
 			s.duplicates.Add(1)
 			s.m.duplicates.Inc()
@@ -322,23 +340,29 @@ func (s *Scorer) nak(it *item, delay time.Duration) {
 
 // awaitAck waits for it's publish ack.
 func awaitAck(it *item, deadline <-chan struct{}, abort <-chan struct{}) (*jetstream.PubAck, error) {
-	if it.pubErr != nil {
-		return nil, it.pubErr
+	return awaitFuture(it.fut, it.pubErr, deadline, abort)
+}
+
+// awaitFuture waits for the publish ack of fut (pubErr: the publish failed
+// to start).
+func awaitFuture(fut jetstream.PubAckFuture, pubErr error, deadline <-chan struct{}, abort <-chan struct{}) (*jetstream.PubAck, error) {
+	if pubErr != nil {
+		return nil, pubErr
 	}
-	if it.fut == nil {
+	if fut == nil {
 		return nil, errors.New("nothing published")
 	}
 	select {
-	case a := <-it.fut.Ok():
+	case a := <-fut.Ok():
 		return a, nil
-	case err := <-it.fut.Err():
+	case err := <-fut.Err():
 		return nil, err
 	case <-deadline:
 		// Only if the library's own timeout did not fire.
 		select {
-		case a := <-it.fut.Ok():
+		case a := <-fut.Ok():
 			return a, nil
-		case err := <-it.fut.Err():
+		case err := <-fut.Err():
 			return nil, err
 		default:
 			return nil, jetstream.ErrAsyncPublishTimeout

@@ -13,12 +13,17 @@ import (
 // offlineScorer is a Scorer with no NATS behind it, for the per-record path.
 func offlineScorer(tb testing.TB, m Model) *Scorer {
 	tb.Helper()
-	mt, err := newMetrics(nil, m.Ref())
+	mt, err := newMetrics(nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &Scorer{cfg: DefaultConfig(), subjects: schemas.NewSubjects(""), model: m, ref: m.Ref(),
-		threshold: m.Threshold(), m: mt, now: time.Now}
+	set, err := newModelSet(m, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &Scorer{cfg: DefaultConfig(), subjects: schemas.NewSubjects(""), m: mt, now: time.Now}
+	s.models.Store(set)
+	return s
 }
 
 // BenchmarkRecordHotPath is the per-record work between delivery and
@@ -35,12 +40,12 @@ func BenchmarkRecordHotPath(b *testing.B) {
 		if it.verdict != verdictPredict {
 			b.Fatal("record rejected")
 		}
-		p, err := predictOne(s.model, &it.rec.Features)
+		p, err := predictOne(s.models.Load().active, &it.rec.Features)
 		if err != nil || !validProbability(p) {
 			b.Fatal(p, err)
 		}
 		it.prob, it.scored = p, s.now()
-		if _, err := s.outMsg(&it); err != nil {
+		if _, err := s.outMsg(s.models.Load(), &it); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -57,7 +62,7 @@ func BenchmarkDeadLetterPath(b *testing.B) {
 		if it.verdict != verdictDeadLetter {
 			b.Fatal("record accepted")
 		}
-		if _, err := s.outMsg(&it); err != nil {
+		if _, err := s.outMsg(s.models.Load(), &it); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -113,7 +118,7 @@ func FuzzDecodeAndEncode(f *testing.F) {
 			if !schemas.ValidToken(it.source) || it.rec.ID == "" {
 				t.Fatalf("accepted source %q id %q", it.source, it.rec.ID)
 			}
-			p, err := predictOne(s.model, &it.rec.Features)
+			p, err := predictOne(s.models.Load().active, &it.rec.Features)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,7 +130,7 @@ func FuzzDecodeAndEncode(f *testing.F) {
 		default:
 			t.Fatalf("verdict %d after decode", it.verdict)
 		}
-		msg, err := s.outMsg(&it)
+		msg, err := s.outMsg(s.models.Load(), &it)
 		if err != nil {
 			if it.verdict == verdictPredict {
 				return // e.g. NaN from the fake model on odd features: a scoring failure

@@ -73,6 +73,28 @@
 // acks, NAKs or terminates its records. Publishing the next batch overlaps
 // with waiting for the previous one's acks.
 //
+// # Models: hot swap and shadow
+//
+// SetModels(active, shadow) replaces the models from any goroutine; each
+// batch loads the model set once when it starts, so a batch is scored,
+// labelled and named wholly by one set, and within a worker no prediction
+// of an older set follows one of a newer set. Every prediction names the
+// model that produced it (Model.Ref(): name, version, sha256). A record
+// redelivered after a swap is scored by the new model but published under
+// the same message id, so whichever prediction was stored first stays the
+// record's only one: a swap loses and duplicates nothing.
+//
+// With a shadow model, each record headed for a prediction is also scored
+// by it; its prediction (naming the shadow model) is published beside the
+// main one on <prefix>.predictions.shadow.<source> with message id
+// "shadow/<version>/<source>/<record id>", and its publish ack is awaited
+// within the batch's deadline before the record is acked. A shadow failure
+// (NaN, panic, a refused or timed-out publish) only loses the shadow
+// prediction: it is counted in shadow_failures_total{reason} and never
+// retries, delays beyond its batch or dead-letters the record. A record on
+// <prefix>.records.shadow is dead-lettered: the source token "shadow" is
+// reserved (schemas.ShadowToken).
+//
 // # JetStream options
 //
 // cmd passes its jetstream.JetStream and needs to set nothing special on it:

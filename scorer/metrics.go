@@ -33,10 +33,21 @@ type metrics struct {
 	latency         prometheus.Histogram
 	batchSize       prometheus.Histogram
 	modelInfo       *prometheus.GaugeVec
+	shadowInfo      *prometheus.GaugeVec
+	swaps           prometheus.Counter
+	shadowPublished prometheus.Counter
+	shadowDuplicate prometheus.Counter
+	shadowFailures  map[string]prometheus.Counter
 	inflight        prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, ref schemas.ModelRef) (*metrics, error) {
+// Reasons of shadow_failures_total.
+const (
+	shadowFailScore   = "score"   // the shadow model panicked or returned no valid probability
+	shadowFailPublish = "publish" // the shadow prediction's publish failed or timed out
+)
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	opts := func(name, help string) prometheus.CounterOpts {
 		return prometheus.CounterOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help}
 	}
@@ -68,12 +79,25 @@ func newMetrics(reg prometheus.Registerer, ref schemas.ModelRef) (*metrics, erro
 			Namespace: namespace, Subsystem: subsystem, Name: "model_info",
 			Help: "The model this scorer uses (always 1).",
 		}, []string{"name", "version", "sha256"}),
+		shadowInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: "shadow_model_info",
+			Help: "The shadow model this scorer also scores every record with (always 1; absent when none).",
+		}, []string{"name", "version", "sha256"}),
+		swaps:           prometheus.NewCounter(opts("model_swaps_total", "Changes of the active model while running (SetModels with a different model).")),
+		shadowPublished: prometheus.NewCounter(opts("shadow_predictions_published_total", "Shadow predictions stored in PREDICTIONS (not duplicates).")),
+		shadowDuplicate: prometheus.NewCounter(opts("shadow_predictions_duplicate_total", "Shadow prediction publishes the stream deduplicated (a redelivered record).")),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: subsystem, Name: "inflight",
 			Help: "Records received and not yet acked, NAKed or terminated.",
 		}),
 		deadLettered:    make(map[schemas.Stage]prometheus.Counter, 3),
 		publishFailures: make(map[string]prometheus.Counter, 2),
+		shadowFailures:  make(map[string]prometheus.Counter, 2),
+	}
+	sf := prometheus.NewCounterVec(opts("shadow_failures_total",
+		"Records whose shadow prediction was not stored (the main prediction is unaffected), by reason."), []string{"reason"})
+	for _, r := range []string{shadowFailScore, shadowFailPublish} {
+		m.shadowFailures[r] = sf.WithLabelValues(r)
 	}
 	for _, st := range []schemas.Stage{schemas.StageDecode, schemas.StageValidate, schemas.StageScore} {
 		m.deadLettered[st] = dl.WithLabelValues(string(st))
@@ -81,15 +105,29 @@ func newMetrics(reg prometheus.Registerer, ref schemas.ModelRef) (*metrics, erro
 	for _, k := range []string{kindPrediction, kindDeadLetter} {
 		m.publishFailures[k] = pf.WithLabelValues(k)
 	}
-	m.modelInfo.WithLabelValues(ref.Name, ref.Version, ref.SHA256).Set(1)
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.received, m.scored, dl, m.published, m.duplicates, pf,
-		m.redeliveries, m.retried, m.backPressure, m.panics, m.latency, m.batchSize, m.modelInfo, m.inflight} {
+		m.redeliveries, m.retried, m.backPressure, m.panics, m.latency, m.batchSize, m.modelInfo, m.inflight,
+		m.shadowInfo, m.swaps, m.shadowPublished, m.shadowDuplicate, sf} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering scorer metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// setModels points model_info and shadow_model_info at the new set.
+func (m *metrics) setModels(old, set *modelSet) {
+	if old != nil {
+		m.modelInfo.DeleteLabelValues(old.ref.Name, old.ref.Version, old.ref.SHA256)
+		if old.shadow != nil {
+			m.shadowInfo.DeleteLabelValues(old.shadowRef.Name, old.shadowRef.Version, old.shadowRef.SHA256)
+		}
+	}
+	m.modelInfo.WithLabelValues(set.ref.Name, set.ref.Version, set.ref.SHA256).Set(1)
+	if set.shadow != nil {
+		m.shadowInfo.WithLabelValues(set.shadowRef.Name, set.shadowRef.Version, set.shadowRef.SHA256).Set(1)
+	}
 }

@@ -52,6 +52,13 @@ type item struct {
 	kind   string // kindPrediction or kindDeadLetter once published
 	fut    jetstream.PubAckFuture
 	pubErr error
+
+	// The shadow model's prediction (shadowOK: scored and valid), published
+	// beside the main one; its outcome never changes the record's.
+	shadowProb float64
+	shadowOK   bool
+	shadowFut  jetstream.PubAckFuture
+	shadowErr  error
 }
 
 func (it *item) deadLetter(stage schemas.Stage, reasons ...schemas.Problem) {
@@ -65,9 +72,14 @@ func (it *item) deadLetter(stage schemas.Stage, reasons ...schemas.Problem) {
 func (s *Scorer) decode(it *item) {
 	var reasons []schemas.Problem
 	src, ok := s.subjects.SourceOf("records", it.subject)
-	if ok {
+	switch {
+	case ok && src == schemas.ShadowToken:
+		it.source = InvalidSource
+		reasons = append(reasons, schemas.Problem{Field: "subject", Problem: fmt.Sprintf(
+			"source %q is reserved (%s.predictions.%s.<source> carries shadow predictions); publish under another source", src, s.subjects.Prefix, schemas.ShadowToken)})
+	case ok:
 		it.source = src
-	} else {
+	default:
 		it.source = InvalidSource
 		reasons = append(reasons, schemas.Problem{Field: "subject", Problem: fmt.Sprintf(
 			"subject %q is not %s.records.<source> with a source of 1-64 letters, digits, '_' or '-'", it.subject, s.subjects.Prefix)})
@@ -170,10 +182,11 @@ func (s *Scorer) scoringFailed(it *item, what string) {
 	it.failure = what
 }
 
-// prediction builds the prediction of a scored record.
-func (s *Scorer) prediction(it *item) schemas.Prediction {
+// prediction builds the prediction of a scored record by the model ref with
+// threshold that returned prob.
+func (s *Scorer) prediction(ref schemas.ModelRef, threshold, prob float64, it *item) schemas.Prediction {
 	label := 0
-	if it.prob >= s.threshold {
+	if prob >= threshold {
 		label = 1
 	}
 	return schemas.Prediction{
@@ -181,10 +194,10 @@ func (s *Scorer) prediction(it *item) schemas.Prediction {
 		RecordID:      it.rec.ID,
 		Source:        it.source,
 		PatientRef:    it.rec.PatientRef,
-		Probability:   it.prob,
+		Probability:   prob,
 		Label:         label,
-		Threshold:     s.threshold,
-		Model:         s.ref,
+		Threshold:     threshold,
+		Model:         ref,
 		ReceivedAt:    it.storedAt,
 		ScoredAt:      it.scored,
 		LatencyMS:     float64(max(it.scored.Sub(it.storedAt), 0)) / float64(time.Millisecond),
@@ -225,7 +238,7 @@ func (s *Scorer) deadLetterMsg(it *item, now time.Time) schemas.DeadLetter {
 
 // outMsg is the NATS message published for it: its prediction or its dead
 // letter, with the message id that makes a redelivery's publish a duplicate.
-func (s *Scorer) outMsg(it *item) (*nats.Msg, error) {
+func (s *Scorer) outMsg(set *modelSet, it *item) (*nats.Msg, error) {
 	var (
 		subject, id string
 		data        []byte
@@ -233,7 +246,7 @@ func (s *Scorer) outMsg(it *item) (*nats.Msg, error) {
 	)
 	switch it.verdict {
 	case verdictPredict:
-		p := s.prediction(it)
+		p := s.prediction(set.ref, set.threshold, it.prob, it)
 		data, err = encodePrediction(&p)
 		subject = s.subjects.Predictions(it.source)
 		id = it.source + "/" + it.rec.ID

@@ -24,9 +24,11 @@ func (s *Scorer) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer s.setNotReady("stopped")
+	set := s.models.Load()
 	s.log.Info("scorer starting", "batch_size", s.cfg.BatchSize, "workers", s.cfg.Workers,
 		"max_ack_pending", s.cfg.MaxAckPending, "ack_wait", s.cfg.AckWait, "max_deliver", s.cfg.MaxDeliver,
-		"model", s.ref.Name, "model_version", s.ref.Version, "batch_model", s.batch != nil)
+		"model", set.ref.Name, "model_version", set.ref.Version, "batch_model", set.batch != nil,
+		"shadow_version", set.shadowRef.Version)
 
 	in := make(chan jetstream.Msg, s.cfg.BatchSize)
 	intakeDone := make(chan struct{})

@@ -45,18 +45,19 @@ type Stats struct {
 // Scorer scores records from the shared durable consumer. Create it with New
 // and call Run once.
 type Scorer struct {
-	cfg       Config
-	js        jetstream.JetStream // consumer management and consumption (cmd's)
-	pub       jetstream.JetStream // publishing: our own context, see doc.go
-	subjects  schemas.Subjects
-	model     Model
-	batch     BatchModel // nil when model does not implement it
-	ref       schemas.ModelRef
-	threshold float64
-	m         *metrics
-	log       *slog.Logger
-	now       func() time.Time
-	opts      options
+	cfg      Config
+	js       jetstream.JetStream // consumer management and consumption (cmd's)
+	pub      jetstream.JetStream // publishing: our own context, see doc.go
+	subjects schemas.Subjects
+	m        *metrics
+	log      *slog.Logger
+	now      func() time.Time
+	opts     options
+
+	// models is the active and shadow model; SetModels swaps it (under mu,
+	// so the model_info metrics follow the order of the swaps).
+	models atomic.Pointer[modelSet]
+	mu     sync.Mutex
 
 	started atomic.Bool
 	state   atomic.Pointer[string] // nil while consuming, else why not ready
@@ -90,10 +91,9 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, model Mo
 	if js == nil || js.Conn() == nil {
 		errs = append(errs, errors.New("js: a JetStream on a connection is required"))
 	}
-	if model == nil {
-		errs = append(errs, errors.New("model: required"))
-	} else if t := model.Threshold(); !(t > 0 && t < 1) {
-		errs = append(errs, fmt.Errorf("model threshold: %v is out of range (0, 1)", t))
+	set, err := newModelSet(model, nil)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
@@ -109,18 +109,17 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, model Mo
 	if err != nil {
 		return nil, fmt.Errorf("creating the publishing context: %w", err)
 	}
-	ref := model.Ref()
-	m, err := newMetrics(reg, ref)
+	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
+	m.setModels(nil, set)
 	s := &Scorer{
-		cfg: cfg, js: js, pub: pub, subjects: subjects, model: model, ref: ref,
-		threshold: model.Threshold(), m: m, now: o.now, opts: o,
+		cfg: cfg, js: js, pub: pub, subjects: subjects, m: m, now: o.now, opts: o,
 		log:    log.With("component", "scorer", "consumer", cfg.Consumer),
 		budget: semaphore.NewWeighted(maxBufferedBytes),
 	}
-	s.batch, _ = model.(BatchModel)
+	s.models.Store(set)
 	s.errLog.log = s.log
 	s.setNotReady("not started")
 	return s, nil
@@ -130,10 +129,11 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, model Mo
 // prefix or domain, whose async publishes are bounded and time out.
 func newPublisher(js jetstream.JetStream, cfg Config) (jetstream.JetStream, error) {
 	o := js.Options()
-	// Every record in this process has at most one publish outstanding, and
+	// Every record in this process has at most two publishes outstanding
+	// (its prediction and, with a shadow model, its shadow prediction), and
 	// at most MaxAckPending records are delivered unacked.
 	jsOpts := []jetstream.JetStreamOpt{
-		jetstream.WithPublishAsyncMaxPending(cfg.MaxAckPending + cfg.BatchSize),
+		jetstream.WithPublishAsyncMaxPending(2 * (cfg.MaxAckPending + cfg.BatchSize)),
 		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
 	}
 	if o.DefaultTimeout > 0 {

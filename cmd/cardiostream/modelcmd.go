@@ -89,6 +89,7 @@ Use "default" as PATH for the embedded model.`,
 	validate.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.AddCommand(validate)
 	cmd.AddCommand(c.registryCmds()...) // registrycmd.go
+	cmd.AddCommand(c.modelCompareCmd()) // comparecmd.go
 	return cmd
 }
 

@@ -92,7 +92,7 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 			return err
 		}
 		defer drainConn(nc, 10*time.Second, log)
-		sys, err := newSystem(cfg, nc, js, r, reg, opsSrv, log)
+		sys, err := newSystem(gctx, cfg, nc, js, r, reg, opsSrv, log)
 		if err != nil {
 			return err
 		}

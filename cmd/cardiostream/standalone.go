@@ -116,7 +116,7 @@ func (c *cli) runStandalone(ctx context.Context, cfg *config.Config, replay []st
 	if err != nil {
 		return err
 	}
-	sys, err := newSystem(cfg, nc, js, roles{scorer: true, monitor: true}, reg, opsSrv, log)
+	sys, err := newSystem(ctx, cfg, nc, js, roles{scorer: true, monitor: true}, reg, opsSrv, log)
 	if err != nil {
 		return err
 	}

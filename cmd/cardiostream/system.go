@@ -18,6 +18,7 @@ import (
 	"github.com/cardiostream/cardiostream/config"
 	"github.com/cardiostream/cardiostream/internal/model"
 	"github.com/cardiostream/cardiostream/internal/ops"
+	"github.com/cardiostream/cardiostream/internal/registry"
 	"github.com/cardiostream/cardiostream/monitor"
 	"github.com/cardiostream/cardiostream/monitor/webhook"
 	"github.com/cardiostream/cardiostream/schemas"
@@ -35,6 +36,7 @@ type roles struct {
 type system struct {
 	ops      *ops.Server
 	scorer   *scorer.Scorer
+	models   *modelFollower // the scorer's models follow the registry (models.go)
 	monitor  *monitor.Monitor
 	notifier *webhook.Notifier
 }
@@ -87,8 +89,9 @@ func newOps(cfg *config.Config, reg *prometheus.Registry, log *slog.Logger) (*op
 }
 
 // newSystem builds the components for r and registers their readiness on
-// srv. Nothing runs until run.
-func newSystem(cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r roles, reg *prometheus.Registry, srv *ops.Server, log *slog.Logger) (*system, error) {
+// srv. A scorer loads the models the registry points at (ctx bounds that).
+// Nothing runs until run.
+func newSystem(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r roles, reg *prometheus.Registry, srv *ops.Server, log *slog.Logger) (*system, error) {
 	s := &system{ops: srv}
 	s.ops.AddCheck("nats", func() error {
 		if !nc.IsConnected() {
@@ -102,13 +105,29 @@ func newSystem(cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r role
 		if err != nil {
 			return nil, err
 		}
-		log.Info("model loaded", "name", m.Name(), "version", m.Version(), "sha256", m.SHA256(), "threshold", m.Threshold())
-		sc, err := scorer.New(cfg.Scorer, js, subjects, scorerModel{m}, reg, log)
+		log.Info("fallback model loaded", "name", m.Name(), "version", m.Version(), "sha256", m.SHA256(), "threshold", m.Threshold())
+		rg, err := registry.Open(ctx, js, cfg.RegistryConfig(), log)
+		if err != nil {
+			return nil, fmt.Errorf("opening the model registry: %w", err)
+		}
+		f, err := newModelFollower(rg, js, scorerModel{m}, scorerActor(nc.Opts.Name), reg, log)
+		if err != nil {
+			return nil, err
+		}
+		active, shadow := f.initial(ctx)
+		sc, err := scorer.New(cfg.Scorer, js, subjects, active, reg, log)
 		if err != nil {
 			return nil, fmt.Errorf("creating scorer: %w", err)
 		}
-		s.scorer = sc
+		if shadow != nil {
+			if err := sc.SetModels(active, shadow); err != nil {
+				return nil, fmt.Errorf("setting the shadow model: %w", err)
+			}
+		}
+		f.attach(sc)
+		s.scorer, s.models = sc, f
 		s.ops.AddCheck("scorer", sc.Ready)
+		s.ops.AddDegradedCheck("model", f.Ready)
 	}
 	if r.monitor {
 		// The monitor's ledger and buckets are as replicated as the streams.
@@ -136,6 +155,7 @@ func (s *system) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if s.scorer != nil {
 		g.Go(func() error { return s.scorer.Run(gctx) })
+		g.Go(func() error { return s.models.run(gctx) })
 	}
 	if s.monitor != nil {
 		g.Go(func() error { return s.monitor.Run(gctx) })

@@ -47,15 +47,29 @@ type Server struct {
 	token    secret.String
 	log      *slog.Logger
 
-	mu     sync.Mutex
-	checks map[string]Check
-	ln     net.Listener
+	mu       sync.Mutex
+	checks   map[string]Check
+	degraded map[string]bool // checks whose failure degrades, not fails, readiness
+	ln       net.Listener
 }
 
 // New returns a server exposing gatherer's metrics. When metricsToken is set,
 // /metrics requires "Authorization: Bearer <token>".
 func New(cfg Config, gatherer prometheus.Gatherer, metricsToken secret.String, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, gatherer: gatherer, token: metricsToken, log: log.With("component", "ops"), checks: map[string]Check{}}
+	return &Server{cfg: cfg, gatherer: gatherer, token: metricsToken, log: log.With("component", "ops"),
+		checks: map[string]Check{}, degraded: map[string]bool{}}
+}
+
+// AddDegradedCheck registers a check whose failure marks the process
+// degraded rather than not ready: /readyz still answers 200 (the process
+// works), its body shows "degraded: <error>" under name and "status":
+// "degraded". The scorer's model check is one: refusing a new model artifact
+// leaves it serving the one it has.
+func (s *Server) AddDegradedCheck(name string, c Check) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks[name] = c
+	s.degraded[name] = true
 }
 
 // AddCheck registers a readiness check under name.
@@ -110,21 +124,30 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		names = append(names, n)
 	}
 	checks := make([]Check, len(names))
+	soft := make([]bool, len(names))
 	sort.Strings(names)
 	for i, n := range names {
-		checks[i] = s.checks[n]
+		checks[i], soft[i] = s.checks[n], s.degraded[n]
 	}
 	s.mu.Unlock()
 
 	status := http.StatusOK
 	body := map[string]string{}
+	degraded := false
 	for i, c := range checks {
-		if err := c(); err != nil {
+		switch err := c(); {
+		case err == nil:
+			body[names[i]] = "ok"
+		case soft[i]:
+			degraded = true
+			body[names[i]] = "degraded: " + err.Error()
+		default:
 			status = http.StatusServiceUnavailable
 			body[names[i]] = err.Error()
-		} else {
-			body[names[i]] = "ok"
 		}
+	}
+	if degraded {
+		body["status"] = "degraded"
 	}
 	writeJSON(w, status, body)
 }

@@ -102,3 +102,19 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("ready: got %d %s", code, body)
 	}
 }
+
+func TestReadyzDegraded(t *testing.T) {
+	s, base := newTestServer(t, "")
+	refused := errors.New("model artifact 1.1.0 refused: sha256 mismatch")
+	s.AddCheck("nats", func() error { return nil })
+	s.AddDegradedCheck("model", func() error { return refused })
+	code, body := get(t, base+"/readyz", "")
+	if code != http.StatusOK || !strings.Contains(body, `"status":"degraded"`) || !strings.Contains(body, "degraded: model artifact 1.1.0 refused") {
+		t.Fatalf("degraded: got %d %s", code, body)
+	}
+	refused = nil
+	code, body = get(t, base+"/readyz", "")
+	if code != http.StatusOK || strings.Contains(body, "degraded") {
+		t.Fatalf("recovered: got %d %s", code, body)
+	}
+}

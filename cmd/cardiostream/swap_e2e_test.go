@@ -1,0 +1,526 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/internal/natstest"
+	"github.com/cardiostream/cardiostream/internal/registry"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// Model artifacts committed in the repository, as the tests see them.
+const (
+	artifactV100 = "../../models/heart-xgb"
+	artifactV110 = "../../models/heart-xgb-1.1.0"
+)
+
+// lifecycle runs `cardiostream model ARGS --json` against url and decodes
+// its JSON into out (when not nil).
+func lifecycle(t testing.TB, url string, out any, args ...string) {
+	t.Helper()
+	code, stdout, stderr := runCmd(t, testEnviron("USER=tester"), append(append([]string{"model"}, args...), "--json", "--nats-url", url)...)
+	if code != 0 {
+		t.Fatalf("model %v: exit %d\n%s", args, code, stderr)
+	}
+	if out != nil {
+		if err := json.Unmarshal([]byte(stdout), out); err != nil {
+			t.Fatalf("model %v: %v\n%s", args, err, stdout)
+		}
+	}
+}
+
+// waitServing waits until the scorer at addr reports version as its active
+// model (and shadow as its shadow, "" for none).
+func waitServing(t testing.TB, addr, version, shadow string) {
+	t.Helper()
+	natstest.Eventually(t, 90*time.Second, func() error {
+		fams := scrape(t, addr)
+		if v, _ := metricValue(fams, "cardiostream_scorer_model_info", "version", version); v != 1 {
+			return fmt.Errorf("scorer does not serve %s yet", version)
+		}
+		n, _ := metricValue(fams, "cardiostream_scorer_shadow_model_info")
+		if shadow == "" && n != 0 {
+			return fmt.Errorf("scorer still has a shadow")
+		}
+		if v, _ := metricValue(fams, "cardiostream_scorer_shadow_model_info", "version", shadow); shadow != "" && v != 1 {
+			return fmt.Errorf("scorer has no shadow %s yet", shadow)
+		}
+		return nil
+	})
+}
+
+// syntheticRecord is a valid record for index i.
+func syntheticRecord(i int) []byte {
+	return fmt.Appendf(nil, `{"id":"r-%06d","features":{"age":%d,"sex":%d,"cp":%d,"trestbps":%d,"chol":%d,"fbs":0,"restecg":%d,"thalach":%d,"exang":%d,"oldpeak":%.1f,"slope":%d,"ca":%d,"thal":%d}}`,
+		i, 30+i%50, i%2, 1+i%4, 110+i%50, 180+i%120, i%3, 100+i%90, (i/3)%2, float64(i%40)/10, 1+i%3, i%4, []int{3, 6, 7}[i%3])
+}
+
+// mainPredictions reads the predictions on <prefix>.predictions.<source>
+// and the shadow ones, failing on a shadow prediction on a main subject or
+// the reverse.
+func mainAndShadowPredictions(t testing.TB, js jetstream.JetStream) (main, shadow []schemas.Prediction) {
+	t.Helper()
+	subj := schemas.NewSubjects("")
+	for _, m := range natstest.StreamMessages(t, js, schemas.StreamPredictions) {
+		var p schemas.Prediction
+		if err := json.Unmarshal(m.Data(), &p); err != nil {
+			t.Fatalf("prediction: %v", err)
+		}
+		if src, ok := subj.SourceOf(schemas.ShadowKind, m.Subject()); ok {
+			if src != p.Source {
+				t.Errorf("shadow prediction of source %s on %s", p.Source, m.Subject())
+			}
+			shadow = append(shadow, p)
+			continue
+		}
+		if src, ok := subj.SourceOf("predictions", m.Subject()); !ok || src != p.Source {
+			t.Errorf("prediction of source %s on %s", p.Source, m.Subject())
+		}
+		main = append(main, p)
+	}
+	return main, shadow
+}
+
+// TestHotSwapUnderLoad: 20,000 records flow through a scorer process that
+// follows the registry; version 1.1.0 is activated after about 6,000 and
+// rolled back after about 13,000. Read back from the streams: exactly one
+// prediction per record, no dead letter; along the records (one scorer, one
+// worker: scored in stream order) the versions run 1.0.0, then 1.1.0, then
+// 1.0.0 (no gap, no interleaving); no 1.1.0 prediction was made before its
+// activation and none of the last run before the rollback.
+func TestHotSwapUnderLoad(t *testing.T) {
+	ns := natstest.RunServer(t)
+	url := ns.ClientURL()
+	nc, js := natstest.Connect(t, ns)
+	natstest.EnsureStreams(t, js, nil)
+	lifecycle(t, url, nil, "push", artifactV100, "--version", "1.0.0")
+	lifecycle(t, url, nil, "push", artifactV110, "--version", "1.1.0")
+	lifecycle(t, url, nil, "activate", "1.0.0", "--reason", "initial")
+	const n = 20000
+	// Room for every record's publish ack: a slow machine (or -race) must
+	// slow the publisher down, not fail it.
+	pubJS, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(n+1), jetstream.WithPublishAsyncTimeout(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	sr := start(t, testEnviron(), "scorer", "--nats-url", url, "--metrics-addr", metricsAddr, "--log-level", "debug")
+	waitServing(t, metricsAddr, "1.0.0", "")
+	defer func() { // the follower's view of each switch: pointer seen, fetch, load
+		for _, l := range strings.Split(sr.stderr.String(), "\n") {
+			if strings.Contains(l, "model_follower") && (t.Failed() || testing.Verbose()) {
+				t.Log(l)
+			}
+		}
+	}()
+
+	var pub sync.WaitGroup
+	pubErr := make(chan error, 1)
+	began := time.Now()
+	pub.Go(func() {
+		// About 4,000 records/s in steps of 100, so that the swaps happen
+		// while records flow.
+		tick := time.NewTicker(25 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < n; {
+			<-tick.C
+			for end := i + 100; i < end; i++ {
+				if _, err := pubJS.PublishAsync("cardio.records.load", syntheticRecord(i), jetstream.WithMsgID(fmt.Sprintf("load/r-%06d", i))); err != nil {
+					pubErr <- err
+					return
+				}
+			}
+		}
+		select {
+		case <-pubJS.PublishAsyncComplete():
+		case <-time.After(2 * time.Minute):
+			pubErr <- fmt.Errorf("publish acks outstanding after 2m")
+		}
+	})
+	scoredAtLeast := func(k float64) {
+		natstest.Eventually(t, 3*time.Minute, func() error {
+			if v := mustMetric(t, scrape(t, metricsAddr), "cardiostream_scorer_records_scored_total"); v < k {
+				return fmt.Errorf("scored %v of %v", v, k)
+			}
+			return nil
+		})
+	}
+	switchMS := func() float64 {
+		return 1000 * mustMetric(t, scrape(t, metricsAddr), "cardiostream_scorer_model_switch_last_seconds")
+	}
+
+	scoredAtLeast(6000)
+	var act registry.ChangeResult
+	lifecycle(t, url, &act, "activate", "1.1.0", "--reason", "canary")
+	waitServing(t, metricsAddr, "1.1.0", "")
+	activateMS := switchMS()
+
+	scoredAtLeast(13000)
+	var rb registry.ChangeResult
+	lifecycle(t, url, &rb, "rollback", "--reason", "drill")
+	waitServing(t, metricsAddr, "1.0.0", "")
+	rollbackMS := switchMS()
+	if rb.To != "1.0.0" || act.Pointer == nil || rb.Pointer == nil {
+		t.Fatalf("rollback went to %q; pointers %+v %+v", rb.To, act.Pointer, rb.Pointer)
+	}
+
+	pub.Wait()
+	select {
+	case err := <-pubErr:
+		t.Fatal(err)
+	default:
+	}
+	scoredAtLeast(n)
+	elapsed := time.Since(began)
+
+	main, shadow := mainAndShadowPredictions(t, js)
+	if len(shadow) != 0 {
+		t.Errorf("%d shadow predictions without a shadow version", len(shadow))
+	}
+	byIndex := make([]*schemas.Prediction, n)
+	for i := range main {
+		p := &main[i]
+		k, err := strconv.Atoi(strings.TrimPrefix(p.RecordID, "r-"))
+		if err != nil || k < 0 || k >= n {
+			t.Fatalf("unexpected record id %q", p.RecordID)
+		}
+		if byIndex[k] != nil {
+			t.Fatalf("two predictions for %s (versions %s and %s)", p.RecordID, byIndex[k].Model.Version, p.Model.Version)
+		}
+		byIndex[k] = p
+	}
+	for k, p := range byIndex {
+		if p == nil {
+			t.Fatalf("record r-%06d has no prediction", k)
+		}
+	}
+	if dl := natstest.StreamMessages(t, js, schemas.StreamDeadLetter); len(dl) != 0 {
+		t.Errorf("%d dead letters", len(dl))
+	}
+	// Runs of versions along the records, on first deliveries (a
+	// redelivered record is scored later, by the model of that time).
+	var runs []string
+	var runLen []int
+	redelivered := 0
+	for _, p := range byIndex {
+		if p.Deliveries > 1 {
+			redelivered++
+			continue
+		}
+		if len(runs) == 0 || runs[len(runs)-1] != p.Model.Version {
+			runs, runLen = append(runs, p.Model.Version), append(runLen, 0)
+		}
+		runLen[len(runLen)-1]++
+	}
+	if fmt.Sprint(runs) != "[1.0.0 1.1.0 1.0.0]" {
+		t.Fatalf("versions along the records: %v (run lengths %v), want [1.0.0 1.1.0 1.0.0]", runs, runLen)
+	}
+	firstOfLastRun := -1
+	for k, p := range byIndex {
+		if p.Deliveries <= 1 && p.Model.Version == "1.1.0" {
+			firstOfLastRun = k + 1
+		}
+	}
+	for k, p := range byIndex {
+		switch {
+		case p.Model.Version == "1.1.0" && p.ScoredAt.Before(act.Pointer.ChangedAt):
+			t.Fatalf("r-%06d scored by 1.1.0 at %s, before its activation at %s", k, p.ScoredAt, act.Pointer.ChangedAt)
+		case k >= firstOfLastRun && p.Deliveries <= 1 && p.ScoredAt.Before(rb.Pointer.ChangedAt):
+			t.Fatalf("r-%06d of the last 1.0.0 run scored at %s, before the rollback at %s", k, p.ScoredAt, rb.Pointer.ChangedAt)
+		}
+	}
+	t.Logf("FIGURE TestHotSwapUnderLoad records=%d v1.0.0=%d v1.1.0=%d v1.0.0_after_rollback=%d redelivered=%d activate_switch_ms=%.1f rollback_switch_ms=%.1f elapsed_s=%.1f",
+		n, runLen[0], runLen[1], runLen[2], redelivered, activateMS, rollbackMS, elapsed.Seconds())
+}
+
+// readyz returns /readyz's status code and body.
+func readyz(t testing.TB, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestTamperedArtifactRefused: 1.1.0's model.json is replaced in the
+// object store, then a scorer and a monitor process start (the scorer
+// serves the active 1.0.0; its prefetch of 1.1.0 fails), then the active
+// pointer is moved to 1.1.0 (written as Activate would: tampering between
+// the activation's gates and the scorers' fetch). The scorer refuses it and
+// keeps serving 1.0.0: /readyz says degraded (still 200), the degraded
+// gauge and the refusal counter say so, AUDIT holds an artifact_refused
+// entry and the monitor raises a model_artifact_refused alert in ALERTS;
+// records keep being scored by 1.0.0. A rollback to 1.0.0 clears the
+// degradation.
+func TestTamperedArtifactRefused(t *testing.T) {
+	ns := natstest.RunServer(t)
+	url := ns.ClientURL()
+	_, js := natstest.Connect(t, ns)
+	natstest.EnsureStreams(t, js, nil)
+	lifecycle(t, url, nil, "push", artifactV100, "--version", "1.0.0")
+	lifecycle(t, url, nil, "push", artifactV110, "--version", "1.1.0")
+	lifecycle(t, url, nil, "activate", "1.0.0")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	obj, err := js.ObjectStore(ctx, registry.DefaultModelsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := registry.ObjectName("1.1.0", registry.FileModel)
+	orig, err := obj.GetBytes(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := []byte(strings.Replace(string(orig), `"base_score":"`, `"base_score":"1`, 1))
+	if _, err := obj.PutBytes(ctx, name, tampered); err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	start(t, testEnviron(), "scorer", "--nats-url", url, "--metrics-addr", metricsAddr)
+	start(t, testEnviron(), "monitor", "--nats-url", url, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)))
+	waitServing(t, metricsAddr, "1.0.0", "")
+	var show struct {
+		SHA256 string `json:"sha256"`
+	}
+	lifecycle(t, url, &show, "show", "1.1.0")
+	kv, err := js.KeyValue(ctx, registry.DefaultPointersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ptr, _ := json.Marshal(registry.Pointer{Version: "1.1.0", SHA256: show.SHA256, ChangedAt: time.Now().UTC(), Actor: "tamper-test", Previous: "1.0.0"})
+	if _, err := kv.Put(ctx, registry.KeyActive, ptr); err != nil {
+		t.Fatal(err)
+	}
+
+	natstest.Eventually(t, 90*time.Second, func() error {
+		fams := scrape(t, metricsAddr)
+		if v := mustMetric(t, fams, "cardiostream_scorer_model_degraded"); v != 1 {
+			return fmt.Errorf("model_degraded = %v", v)
+		}
+		if v := mustMetric(t, fams, "cardiostream_scorer_artifact_refusals_total", "reason", "tampered"); v != 1 {
+			return fmt.Errorf("artifact_refusals_total{reason=tampered} = %v", v)
+		}
+		return nil
+	})
+	if code, body := readyz(t, metricsAddr); code != http.StatusOK || !strings.Contains(body, `"status":"degraded"`) || !strings.Contains(body, "1.1.0 refused (tampered)") {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	var entries []schemas.AuditEntry
+	for _, m := range natstest.StreamMessages(t, js, schemas.StreamAudit) {
+		var e schemas.AuditEntry
+		if err := json.Unmarshal(m.Data(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Action == schemas.AuditArtifactRefused {
+			entries = append(entries, e)
+		}
+	}
+	if len(entries) != 1 || entries[0].ToVersion != "1.1.0" || entries[0].FromVersion != "1.0.0" || entries[0].SHA256 != show.SHA256 || !strings.Contains(entries[0].Actor, "cardiostream-scorer") {
+		t.Fatalf("artifact_refused audit entries: %+v", entries)
+	}
+	natstest.Eventually(t, 90*time.Second, func() error {
+		for _, m := range natstest.StreamMessages(t, js, schemas.StreamAlerts) {
+			var a schemas.Alert
+			if json.Unmarshal(m.Data(), &a) == nil && a.Rule == "model_artifact_refused" && a.Status == schemas.AlertFiring && strings.Contains(a.Summary, "1.1.0") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no model_artifact_refused alert in ALERTS")
+	})
+
+	// The old model keeps serving.
+	for i := range 50 {
+		if _, err := js.Publish(ctx, "cardio.records.after", syntheticRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.Eventually(t, 90*time.Second, func() error {
+		main, _ := mainAndShadowPredictions(t, js)
+		if len(main) != 50 {
+			return fmt.Errorf("%d of 50 predictions", len(main))
+		}
+		for _, p := range main {
+			if p.Model.Version != "1.0.0" {
+				t.Fatalf("prediction by %s while the tampered 1.1.0 is refused", p.Model.Version)
+			}
+		}
+		return nil
+	})
+
+	lifecycle(t, url, nil, "rollback", "--to", "1.0.0", "--reason", "tampered artifact")
+	natstest.Eventually(t, 90*time.Second, func() error {
+		if v := mustMetric(t, scrape(t, metricsAddr), "cardiostream_scorer_model_degraded"); v != 0 {
+			return fmt.Errorf("model_degraded = %v after the rollback", v)
+		}
+		return nil
+	})
+	if code, body := readyz(t, metricsAddr); code != http.StatusOK || strings.Contains(body, "degraded") {
+		t.Errorf("/readyz after the rollback: %d %s", code, body)
+	}
+}
+
+// TestShadowEndToEnd replays the UCI data through a standalone process with
+// 1.0.0 active and 1.1.0 as shadow: every record gets exactly one main
+// prediction (1.0.0, on cardio.predictions.<source>, the only kind a
+// subscriber to cardio.predictions.* receives) and one shadow prediction
+// (1.1.0, on cardio.predictions.shadow.<source>). The monitor's per-version
+// window metrics and `model compare` agree with a direct computation from
+// the streams.
+func TestShadowEndToEnd(t *testing.T) {
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
+	env := testEnviron("CARDIOSTREAM_MONITOR__WINDOW_SIZE=10000")
+	r := start(t, env, "standalone", "--data-dir", t.TempDir(), "--nats-listen", natsAddr, "--metrics-addr", metricsAddr)
+	url := r.info.NATSURL
+	js := connectTo(t, url)
+	lifecycle(t, url, nil, "push", artifactV100, "--version", "1.0.0")
+	lifecycle(t, url, nil, "push", artifactV110, "--version", "1.1.0")
+	lifecycle(t, url, nil, "activate", "1.0.0")
+	lifecycle(t, url, nil, "shadow", "1.1.0", "--reason", "challenger")
+	waitServing(t, metricsAddr, "1.0.0", "1.1.0")
+
+	// What a downstream system subscribed as the README shows receives.
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var mu sync.Mutex
+	downstream := map[string]int{}
+	sub, err := nc.Subscribe("cardio.predictions.*", func(m *nats.Msg) {
+		var p schemas.Prediction
+		_ = json.Unmarshal(m.Data, &p)
+		mu.Lock()
+		downstream[p.Model.Version]++
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = nc.Flush()
+
+	files := []string{"../../datasets/uci-heart-disease/processed.cleveland.data", "../../datasets/uci-heart-disease/processed.hungarian.data",
+		"../../datasets/uci-heart-disease/processed.switzerland.data", "../../datasets/uci-heart-disease/processed.va.data"}
+	code, _, stderr := runCmd(t, env, append([]string{"replay", "--nats-url", url, "--outcomes", "--label-delay", "0s"}, files...)...)
+	if code != 0 {
+		t.Fatalf("replay: exit %d\n%s", code, stderr)
+	}
+	const n = 920
+	natstest.Eventually(t, 3*time.Minute, func() error {
+		fams := scrape(t, metricsAddr)
+		joined := mustMetric(t, fams, "cardiostream_monitor_joined_total")
+		shadowN, _ := metricValue(fams, "cardiostream_monitor_model_window_samples", "model_version", "1.1.0", "role", "shadow")
+		if joined != n || shadowN != n {
+			return fmt.Errorf("joined %v, shadow joins %v, want %d", joined, shadowN, n)
+		}
+		return nil
+	})
+
+	main, shadow := mainAndShadowPredictions(t, js)
+	sc := readStreams(t, js)
+	check := func(what, version string, ps []schemas.Prediction) map[recordKey]schemas.Prediction {
+		out := map[recordKey]schemas.Prediction{}
+		for _, p := range ps {
+			k := recordKey{p.Source, p.RecordID}
+			if _, dup := out[k]; dup {
+				t.Errorf("two %s predictions for %v", what, k)
+			}
+			if p.Model.Version != version {
+				t.Errorf("%s prediction for %v by %s, want %s", what, k, p.Model.Version, version)
+			}
+			out[k] = p
+		}
+		if len(out) != n {
+			t.Errorf("%d records with a %s prediction, want %d", len(out), what, n)
+		}
+		return out
+	}
+	pa, pb := check("main", "1.0.0", main), check("shadow", "1.1.0", shadow)
+	mu.Lock()
+	if downstream["1.0.0"] != n || len(downstream) != 1 {
+		t.Errorf("a subscriber to cardio.predictions.* received %v, want only %d of 1.0.0", downstream, n)
+	}
+	mu.Unlock()
+
+	// Direct computation from the streams.
+	var tpA, tnA, tpB, tnB, agree int
+	for k, o := range sc.outcomes {
+		a, b := pa[k], pb[k]
+		if a.Label == o.Label && o.Label == 1 {
+			tpA++
+		} else if a.Label == o.Label {
+			tnA++
+		}
+		if b.Label == o.Label && o.Label == 1 {
+			tpB++
+		} else if b.Label == o.Label {
+			tnB++
+		}
+		if a.Label == b.Label {
+			agree++
+		}
+	}
+	if len(sc.outcomes) != n {
+		t.Fatalf("%d outcomes", len(sc.outcomes))
+	}
+	accA, accB, agr := float64(tpA+tnA)/n, float64(tpB+tnB)/n, float64(agree)/n
+	fams := scrape(t, metricsAddr)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"cardiostream_monitor_model_window_accuracy", []string{"model_version", "1.0.0", "role", "active"}, accA},
+		{"cardiostream_monitor_model_window_accuracy", []string{"model_version", "1.1.0", "role", "shadow"}, accB},
+		{"cardiostream_monitor_model_window_agreement", []string{"model_version", "1.1.0"}, agr},
+		{"cardiostream_monitor_model_predictions_total", []string{"model_version", "1.1.0", "role", "shadow"}, n},
+		{"cardiostream_monitor_predictions_total", nil, n},
+	} {
+		if got := mustMetric(t, fams, c.name, c.labels...); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+
+	var cmp struct {
+		A, B      versionScore
+		N         int
+		Agreement float64
+	}
+	code, stdout, stderr := runCmd(t, env, "model", "compare", "1.0.0", "1.1.0", "--nats-url", url, "--json")
+	if code != 0 {
+		t.Fatalf("compare: exit %d\n%s", code, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), &cmp); err != nil {
+		t.Fatal(err)
+	}
+	if cmp.N != n || math.Abs(cmp.A.Accuracy-accA) > 1e-12 || math.Abs(cmp.B.Accuracy-accB) > 1e-12 || math.Abs(cmp.Agreement-agr) > 1e-12 {
+		t.Errorf("compare: n=%d accuracy %v / %v agreement %v; want %d, %v / %v, %v", cmp.N, cmp.A.Accuracy, cmp.B.Accuracy, cmp.Agreement, n, accA, accB, agr)
+	}
+
+	// Promoting the shadow: it is already loaded, and once it is active it
+	// is not scored a second time as its own shadow.
+	lifecycle(t, url, nil, "activate", "1.1.0", "--reason", "promote")
+	waitServing(t, metricsAddr, "1.1.0", "")
+	promoteMS := 1000 * mustMetric(t, scrape(t, metricsAddr), "cardiostream_scorer_model_switch_last_seconds")
+	t.Logf("FIGURE TestShadowEndToEnd records=%d accuracy_1.0.0=%.4f accuracy_1.1.0=%.4f auc_1.0.0=%.4f auc_1.1.0=%.4f brier_1.0.0=%.4f brier_1.1.0=%.4f agreement=%.4f promote_switch_ms=%.1f",
+		n, accA, accB, cmp.A.AUC, cmp.B.AUC, cmp.A.Brier, cmp.B.Brier, agr, promoteMS)
+}

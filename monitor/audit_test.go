@@ -1,0 +1,42 @@
+package monitor
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// TestArtifactRefusedRaisesAlert: an artifact_refused audit entry becomes
+// one firing alert in ALERTS (a redelivered or republished entry does not
+// make a second); other audit actions and stale refusals raise none.
+func TestArtifactRefusedRaisesAlert(t *testing.T) {
+	h := newHarness(t)
+	clock := newFakeClock()
+	r := h.start(testConfig(), clock)
+	entry := func(action string, at time.Time, msgID string) {
+		h.publish(h.subjects.Audit(action), msgID, schemas.AuditEntry{SchemaVersion: schemas.Version, Action: action,
+			Actor: "scorer@host-1", At: at, FromVersion: "1.0.0", ToVersion: "1.1.0", SHA256: "abc123",
+			Reason: "sha256 mismatch", Details: []string{"registry: artifact does not match the registry"}})
+	}
+	entry(schemas.AuditActivate, clock.Now(), "")
+	entry(schemas.AuditArtifactRefused, clock.Now().Add(-2*staleAuditAge), "") // history, not news
+	entry(schemas.AuditArtifactRefused, clock.Now(), "refusal-1")
+	entry(schemas.AuditArtifactRefused, clock.Now(), "refusal-1") // the publisher's retry: deduplicated
+	h.settle(r)
+	var got []schemas.Alert
+	for _, a := range h.alerts() {
+		if a.Rule == RuleArtifactRefused {
+			got = append(got, a)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d artifact_refused alerts, want 1: %+v", len(got), got)
+	}
+	a := got[0]
+	if a.Status != schemas.AlertFiring || a.Severity != "critical" || !strings.Contains(a.Summary, "1.1.0") ||
+		!strings.Contains(a.Summary, "keeps serving 1.0.0") || !strings.Contains(a.Summary, "scorer@host-1") {
+		t.Errorf("alert %+v", a)
+	}
+}
