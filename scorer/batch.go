@@ -105,12 +105,13 @@ func (s *Scorer) process(b *batch) {
 
 	s.score(b)
 
+	outs := s.newOutputs(len(b.items))
 	for i := range b.items {
 		it := &b.items[i]
 		if it.verdict == verdictRetry || it.verdict == verdictStored {
 			continue
 		}
-		msg, err := s.outMsg(it)
+		msg, err := s.outMsgIn(it, outs)
 		if err != nil {
 			s.scoringFailed(it, err.Error())
 			if it.verdict == verdictRetry {
