@@ -787,7 +787,9 @@ type childUsage struct {
 // stop sends SIGTERM, waits for the child to drain and exit (killing it
 // after 30 s) and returns its resource usage.
 func (ch *child) stop() (childUsage, error) {
+	hwm := 0.0
 	if !ch.exited() {
+		hwm = vmHWMMB(ch.cmd.Process.Pid)
 		_ = ch.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-ch.done:
@@ -796,7 +798,15 @@ func (ch *child) stop() (childUsage, error) {
 			<-ch.done
 		}
 	}
-	return usageOf(ch.cmd.ProcessState), ch.err
+	u := usageOf(ch.cmd.ProcessState)
+	if hwm > 0 {
+		// getrusage's maxrss of a child on Linux includes the parent's RSS
+		// at the time of exec (the kernel carries the old address space's
+		// high-water mark over), so bench's own size would show up as the
+		// child's. VmHWM is the child's own address space only.
+		u.maxRSSMB = hwm
+	}
+	return u, ch.err
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -3,8 +3,12 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -36,4 +40,25 @@ func maxRSSMB(v int64) float64 {
 		kib /= 1024
 	}
 	return float64(int64(kib/1024*10+0.5)) / 10
+}
+
+// vmHWMMB is a running process's peak RSS from /proc/<pid>/status (Linux),
+// or 0 when it cannot be read.
+func vmHWMMB(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kib, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			if err != nil {
+				return 0
+			}
+			return float64(int64(kib/1024*10+0.5)) / 10
+		}
+	}
+	return 0
 }
