@@ -37,6 +37,7 @@ type benchOptions struct {
 	monPairs    int
 	sync        string
 	jsonOut     bool
+	pipeOnly    bool
 }
 
 // Record id prefixes: throughput trials, latency runs, monitor pairs.
@@ -99,6 +100,7 @@ Progress goes to stderr; stdout gets a table, or one JSON object with --json.`,
 	f.IntVar(&o.monPairs, "monitor-pairs", 20_000, "prediction/outcome pairs for the monitor run (at most --records)")
 	f.StringVar(&o.sync, "sync", "", "JetStream fsync: always (before every ack) or lazy (default: the environment's nats.embedded.sync_always)")
 	f.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of the table")
+	f.BoolVar(&o.pipeOnly, "pipeline-only", false, "run only the 1-worker pipeline throughput runs (e.g. the scorer's peak RSS with --records 1000000 backlogged)")
 	cmd.AddCommand(c.benchRelayCmd())
 	return cmd
 }
@@ -291,6 +293,9 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 		runs    *[]float64
 	}
 	kinds := []kind{{"baseline", 0, &rep.BaselineRuns}, {"pipeline 1 worker", 1, &rep.PipelineRuns}, {"pipeline 2 workers", 2, &rep.PipelineW2Runs}}
+	if b.o.pipeOnly {
+		kinds = kinds[1:2]
+	}
 	var scorerCPU, relayCPU []float64
 	rep.ExactlyOnceChecked = true
 	for r := range b.o.reps {
@@ -314,15 +319,25 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 			b.progress("run %d/%d %-18s %8.0f records/s  (%d records, cpu %.1f µs/record, peak rss %.0f MB)",
 				r+1, b.o.reps, k.name, t.perS, t.outputs, t.cpuUS, t.rssMB)
 		}
-		rep.Ratios = append(rep.Ratios, perRep[1]/perRep[0])
+		if perRep[0] > 0 {
+			rep.Ratios = append(rep.Ratios, perRep[1]/perRep[0])
+		}
 	}
 	rep.BaselinePerS = round1(bench.Median(rep.BaselineRuns))
 	rep.PipelinePerS = round1(bench.Median(rep.PipelineRuns))
 	rep.PipelineW2PerS = round1(bench.Median(rep.PipelineW2Runs))
 	rep.Ratio = round3(bench.Median(rep.Ratios))
-	rep.RatioW2 = round3(rep.PipelineW2PerS / rep.BaselinePerS)
+	if rep.BaselinePerS > 0 {
+		rep.RatioW2 = round3(rep.PipelineW2PerS / rep.BaselinePerS)
+	}
 	rep.BaselineCPUUSPerRecord = round1(bench.Median(relayCPU))
 	rep.ScorerCPUUSPerRecord = round1(bench.Median(scorerCPU))
+
+	if b.o.pipeOnly {
+		rep.BenchPeakRSSMB = selfPeakRSSMB()
+		rep.DurationSeconds = round1(time.Since(b.start).Seconds())
+		return rep, nil
+	}
 
 	// Latency at fixed offered rates.
 	for _, mode := range []struct {

@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// Median returns the median of xs (NaN when empty).
+// Median returns the median of xs (0 when empty: JSON has no NaN).
 func Median(xs []float64) float64 {
 	if len(xs) == 0 {
-		return math.NaN()
+		return 0
 	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
