@@ -600,11 +600,18 @@ func (b *benchRun) checkExactlyOnce(ctx context.Context, n int, readBack bool) e
 		return err
 	}
 	defer it.Stop()
-	timeout := time.AfterFunc(2*time.Minute, it.Stop)
+	limit := max(2*time.Minute, time.Duration(n/1000)*time.Second)
+	timedOut := make(chan struct{})
+	timeout := time.AfterFunc(limit, func() { close(timedOut); it.Stop() })
 	defer timeout.Stop()
 	for range n {
 		m, err := it.Next()
 		if err != nil {
+			select {
+			case <-timedOut:
+				return fmt.Errorf("reading %d predictions back took longer than %s", n, limit)
+			default:
+			}
 			return fmt.Errorf("reading predictions back: %w", err)
 		}
 		var pred schemas.Prediction
