@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -76,8 +76,8 @@ storage, the configured stream settings) and measures, in one run:
 Progress goes to stderr; stdout gets a table, or one JSON object with --json.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.records < 100 || o.reps < 1 || o.latDuration < 500*time.Millisecond || o.monDuration < time.Second {
-				return usageError{errors.New("--records must be >= 100, --reps >= 1, --latency-duration >= 500ms, --monitor-duration >= 1s")}
+			if o.records < 100 || o.reps < 1 || o.latDuration < 500*time.Millisecond || o.monDuration < time.Second || o.monPairs < 1 {
+				return usageError{errors.New("--records must be >= 100, --reps >= 1, --latency-duration >= 500ms, --monitor-duration >= 1s, --monitor-pairs >= 1")}
 			}
 			if o.sync != "" && o.sync != "always" && o.sync != "lazy" {
 				return usageError{fmt.Errorf("--sync %q: want always or lazy", o.sync)}
@@ -476,7 +476,7 @@ func (b *benchRun) publishBacklog(ctx context.Context, subject string, n int, mk
 }
 
 func streamOf(subject string) string {
-	if bytes.Contains([]byte(subject), []byte(".outcomes.")) {
+	if strings.Contains(subject, ".outcomes.") {
 		return schemas.StreamOutcomes
 	}
 	return schemas.StreamRecords
