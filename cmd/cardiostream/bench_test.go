@@ -62,3 +62,23 @@ func TestBenchCommand(t *testing.T) {
 	t.Logf("FIGURE TestBenchCommand baseline_per_s=%.0f pipeline_per_s=%.0f ratio=%.3f baseline_p99_ms_at_5k=%.2f pipeline_p99_ms_at_5k=%.2f monitor_joins_per_s=%.0f peak_rss_mb=%.0f duration_s=%.1f",
 		rep.BaselinePerS, rep.PipelinePerS, rep.Ratio, rep.BaselineP99At5k, rep.PipelineP99At5k, rep.MonitorJoinsPerS, rep.PeakRSSMB, rep.DurationSeconds)
 }
+
+func TestBenchRejectsBadFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"too few records", []string{"--records", "5"}},
+		{"no repetitions", []string{"--reps", "0"}},
+		{"unknown sync mode", []string{"--sync", "sometimes"}},
+		{"no monitor pairs", []string{"--monitor-pairs", "0"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCmd(t, testEnviron(), append([]string{"bench"}, tc.args...)...)
+			if code != 2 || stdout != "" || strings.Contains(stderr, "bench [") {
+				t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+			}
+		})
+	}
+}
