@@ -95,7 +95,10 @@ type LedgerConfig struct {
 // ConsumerConfig tunes the durable pull consumers on PREDICTIONS, OUTCOMES and
 // DEADLETTER.
 type ConsumerConfig struct {
-	// Workers is the number of concurrent Consume loops per consumer.
+	// Workers is the number of concurrent Consume loops per consumer. Each
+	// input costs several sequential JetStream round trips (KV get, ledger
+	// publish, KV compare-and-set), so joins per second grow with the
+	// number of inputs in flight (see BENCHMARKS.md).
 	Workers int `koanf:"workers"`
 	// BatchSize is PullMaxMessages of each loop.
 	BatchSize int `koanf:"batch_size"`
@@ -172,8 +175,8 @@ func DefaultConfig() Config {
 		},
 		Replicas: 1,
 		Consumer: ConsumerConfig{
-			Workers:       2,
-			BatchSize:     500,
+			Workers:       16,
+			BatchSize:     100,
 			MaxAckPending: 5000,
 			AckWait:       30 * time.Second,
 			RetryDelay:    500 * time.Millisecond,

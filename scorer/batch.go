@@ -113,12 +113,13 @@ func (s *Scorer) process(b *batch) {
 		s.scoreShadow(b)
 	}
 
+	outs := s.newOutputs(len(b.items))
 	for i := range b.items {
 		it := &b.items[i]
 		if it.verdict == verdictRetry || it.verdict == verdictStored {
 			continue
 		}
-		msg, err := s.outMsg(b.set, it)
+		msg, err := s.outMsgIn(b.set, it, outs)
 		if err != nil {
 			s.scoringFailed(it, err.Error())
 			if it.verdict == verdictRetry {

@@ -170,6 +170,16 @@ func (e *env) publishRecords(tb testing.TB, source, prefix string, n int) {
 	tb.Helper()
 	futs := make([]jetstream.PubAckFuture, 0, n)
 	for i := range n {
+		// A bounded window: past the client's default of 4000 outstanding
+		// async publishes, PublishAsync fails (ErrTooManyStalledMsgs) on a
+		// loaded machine instead of waiting.
+		if e.js.PublishAsyncPending() >= 1000 {
+			select {
+			case <-e.js.PublishAsyncComplete():
+			case <-time.After(30 * time.Second):
+				tb.Fatal("publish acks not complete after 30s")
+			}
+		}
 		f, err := e.js.PublishAsync(e.subjects.Records(source), recordJSON(fmt.Sprintf("%s-%d", prefix, i), i))
 		if err != nil {
 			tb.Fatalf("publish: %v", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -205,8 +206,72 @@ func (s *Scorer) prediction(ref schemas.ModelRef, threshold, prob float64, it *i
 	}
 }
 
+// predictionBytes is room for one encoded prediction (about 390 bytes with
+// a 64-hex model sha256); a larger one gets its own buffer.
+const predictionBytes = 512
+
 func encodePrediction(p *schemas.Prediction) ([]byte, error) {
-	return p.AppendJSON(make([]byte, 0, 384))
+	return p.AppendJSON(make([]byte, 0, predictionBytes))
+}
+
+// outputs is the memory for one batch's output messages, allocated once per
+// batch instead of once per record (pprof: outMsg was the scorer's largest
+// allocation site). It is fresh for every batch and never pooled or reused:
+// the client library keeps each published message until its publish ack
+// arrives (and may republish it), so nothing here may be overwritten while
+// the library can still reference it. The garbage collector frees it once
+// the last of the batch's messages is unreferenced.
+type outputs struct {
+	msgs  []nats.Msg
+	buf   []byte
+	ids   []string
+	idBuf []byte // the bytes of ids; written once, never modified
+}
+
+// idBytes is room for one message id ("<source>/<record id>") per record.
+const idBytes = 64
+
+func (s *Scorer) newOutputs(n int) *outputs {
+	return &outputs{msgs: make([]nats.Msg, 0, n), buf: make([]byte, 0, n*predictionBytes),
+		ids: make([]string, 0, n), idBuf: make([]byte, 0, n*idBytes)}
+}
+
+// predictionID is source + "/" + recordID, in the batch's memory when it
+// fits. The string shares idBuf's bytes (unsafe.String): they are written
+// here once and never changed, and outputs is never reused.
+func (o *outputs) predictionID(source, recordID string) string {
+	n := len(source) + 1 + len(recordID)
+	if o == nil || cap(o.idBuf)-len(o.idBuf) < n {
+		return source + "/" + recordID
+	}
+	off := len(o.idBuf)
+	o.idBuf = append(append(append(o.idBuf, source...), '/'), recordID...)
+	return unsafe.String(&o.idBuf[off], n)
+}
+
+// encode encodes p into the batch's buffer when it fits, else into its own.
+func (o *outputs) encode(p *schemas.Prediction) ([]byte, error) {
+	if o == nil || cap(o.buf)-len(o.buf) < predictionBytes {
+		return encodePrediction(p)
+	}
+	off := len(o.buf)
+	data, err := p.AppendJSON(o.buf[off : off : off+predictionBytes])
+	if err == nil && len(data) <= predictionBytes { // not reallocated: it is o.buf's
+		o.buf = o.buf[:off+len(data)]
+	}
+	return data, err
+}
+
+// msg returns a message with a Nats-Msg-Id header, from the batch's memory
+// when there is room.
+func (o *outputs) msg(subject string, data []byte, id string) *nats.Msg {
+	if o == nil || len(o.msgs) == cap(o.msgs) {
+		return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
+	}
+	o.ids = append(o.ids, id)
+	k := len(o.ids)
+	o.msgs = append(o.msgs, nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: o.ids[k-1 : k : k]}})
+	return &o.msgs[len(o.msgs)-1]
 }
 
 // deadLetterMsg builds the dead letter of it.
@@ -238,7 +303,10 @@ func (s *Scorer) deadLetterMsg(it *item, now time.Time) schemas.DeadLetter {
 
 // outMsg is the NATS message published for it: its prediction or its dead
 // letter, with the message id that makes a redelivery's publish a duplicate.
-func (s *Scorer) outMsg(set *modelSet, it *item) (*nats.Msg, error) {
+func (s *Scorer) outMsg(set *modelSet, it *item) (*nats.Msg, error) { return s.outMsgIn(set, it, nil) }
+
+// outMsgIn is outMsg with the batch's output memory (nil: allocate).
+func (s *Scorer) outMsgIn(set *modelSet, it *item, o *outputs) (*nats.Msg, error) {
 	var (
 		subject, id string
 		data        []byte
@@ -247,9 +315,9 @@ func (s *Scorer) outMsg(set *modelSet, it *item) (*nats.Msg, error) {
 	switch it.verdict {
 	case verdictPredict:
 		p := s.prediction(set.ref, set.threshold, it.prob, it)
-		data, err = encodePrediction(&p)
-		subject = s.subjects.Predictions(it.source)
-		id = it.source + "/" + it.rec.ID
+		data, err = o.encode(&p)
+		subject = s.predictionSubject(it.source)
+		id = o.predictionID(it.source, it.rec.ID)
 		it.kind = kindPrediction
 	case verdictDeadLetter:
 		dl := s.deadLetterMsg(it, s.now())
@@ -263,5 +331,24 @@ func (s *Scorer) outMsg(set *modelSet, it *item) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", it.kind, err)
 	}
-	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}, nil
+	return o.msg(subject, data, id), nil
+}
+
+// maxCachedSubjects bounds the prediction subjects kept per process: source
+// tokens are chosen by clients.
+const maxCachedSubjects = 4096
+
+// predictionSubject is subjects.Predictions(source), built once per source
+// (pprof: one allocation per record otherwise).
+func (s *Scorer) predictionSubject(source string) string {
+	if v, ok := s.predSubjects.Load(source); ok {
+		return v.(string)
+	}
+	subj := s.subjects.Predictions(source)
+	if s.predSubjectCount.Load() < maxCachedSubjects {
+		if _, loaded := s.predSubjects.LoadOrStore(source, subj); !loaded {
+			s.predSubjectCount.Add(1)
+		}
+	}
+	return subj
 }

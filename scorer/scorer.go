@@ -75,6 +75,9 @@ type Scorer struct {
 	errLog  changeLogger
 	batches sync.Pool           // *batch
 	budget  *semaphore.Weighted // maxBufferedBytes: payload bytes between delivery and settlement
+
+	predSubjects     sync.Map // source → prediction subject
+	predSubjectCount atomic.Int64
 }
 
 // New checks its arguments and returns a Scorer. It creates its own

@@ -99,6 +99,7 @@ Start everything on an embedded NATS server:
 		c.replayCmd(),
 		c.configCmd(),
 		c.modelCmd(),
+		c.benchCmd(),
 	)
 	return root
 }
