@@ -25,7 +25,12 @@ import (
 // regression test: they were made R3, which the server refuses, and the
 // monitor never became ready).
 func TestClusterTopology(t *testing.T) {
-	monitorOwn := func(stream string) bool { return stream == "MONITOR_LEDGER" || strings.HasPrefix(stream, "KV_") }
+	// The registry's buckets (KV_CARDIO_MODEL_REGISTRY, OBJ_CARDIO_MODELS) follow
+	// streams.replicas like the shared streams; only the monitor's own follow
+	// monitor.replicas.
+	monitorOwn := func(stream string) bool {
+		return stream == "MONITOR_LEDGER" || strings.HasPrefix(stream, "KV_CARDIO_MONITOR_")
+	}
 	tests := []struct {
 		name string
 		env  string
@@ -122,8 +127,8 @@ func clusterCheckTopology(t *testing.T, c *natstest.Cluster, envVar string, want
 			t.Errorf("stream %s missing; have %v", want, streamNames)
 		}
 	}
-	if len(streamNames) < 8 { // the five, the monitor's ledger and two KV buckets
-		t.Errorf("streams %v: want the five, the monitor ledger and its two KV buckets", streamNames)
+	if len(streamNames) < 12 { // the five, AUDIT, the monitor's ledger and three KV buckets, the registry's KV and object buckets
+		t.Errorf("streams %v: want the five, AUDIT, the monitor ledger and its three KV buckets, the registry's two buckets", streamNames)
 	}
 	for _, want := range []string{streams.ConsumerScorer, streams.ConsumerMonitorPredictions, streams.ConsumerMonitorOutcomes,
 		streams.ConsumerMonitorDeadLetter, streams.ConsumerAlertWebhook} {
@@ -136,12 +141,13 @@ func clusterCheckTopology(t *testing.T, c *natstest.Cluster, envVar string, want
 	kvs := 0
 	for st := range js.KeyValueStores(ctx).Status() {
 		kvs++
-		if r := st.(interface{ StreamInfo() *jetstream.StreamInfo }).StreamInfo().Config.Replicas; r != 3 {
-			t.Errorf("KV bucket %s: %d replicas, want 3", st.Bucket(), r)
+		stream := st.(interface{ StreamInfo() *jetstream.StreamInfo }).StreamInfo()
+		if r := stream.Config.Replicas; r != want(stream.Config.Name) {
+			t.Errorf("KV bucket %s: %d replicas, want %d", st.Bucket(), r, want(stream.Config.Name))
 		}
 	}
-	if kvs < 2 {
-		t.Errorf("%d KV buckets, want the monitor's two", kvs)
+	if kvs < 4 {
+		t.Errorf("%d KV buckets, want the monitor's three and the registry's", kvs)
 	}
 	for _, p := range procs {
 		if code := p.stop(t); code != 0 {
