@@ -154,32 +154,51 @@ func connectAndSetup(ctx context.Context, cfg *config.Config, url, name string, 
 // ensureStreams creates or updates the streams, retrying until ctx ends: on a
 // cluster that is still forming, placement can fail for a while.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg streams.Config, log *slog.Logger) error {
+	return retrySetup(ctx, "setting up streams", log, func(ctx context.Context) error {
+		err := streams.Ensure(ctx, js, cfg)
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			return permanent{fmt.Errorf("%w: start nats-server with JetStream enabled (-js)", err)}
+		}
+		return err
+	})
+}
+
+// permanent marks an error retrySetup must not retry.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// retrySetup runs step (each attempt bounded by 10 s) until it succeeds, it
+// returns a permanent error, or ctx ends, backing off from 100 ms to 5 s.
+// Set-up steps on a cluster — creating replicated streams and buckets — can
+// fail while the cluster forms or elects leaders; that is a wait, not a
+// reason to exit. A changed error is logged once.
+func retrySetup(ctx context.Context, what string, log *slog.Logger, step func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	var lastMsg string
 	for {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := streams.Ensure(actx, js, cfg)
+		err := step(actx)
 		cancel()
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("setting up streams: %w (last error: %v)", ctx.Err(), err)
+		var p permanent
+		if errors.As(err, &p) {
+			return fmt.Errorf("%s: %w", what, p.error)
 		}
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return fmt.Errorf("setting up streams: %w: start nats-server with JetStream enabled (-js)", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
 		}
 		if msg := err.Error(); msg != lastMsg {
-			log.Warn("setting up streams failed; retrying", "err", err)
+			log.Warn(what+" failed; retrying", "err", err)
 			lastMsg = msg
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("setting up streams: %w", ctx.Err())
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
 		case <-time.After(backoff):
 		}
-		if backoff < 5*time.Second {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }

@@ -106,9 +106,13 @@ func newSystem(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstr
 			return nil, err
 		}
 		log.Info("fallback model loaded", "name", m.Name(), "version", m.Version(), "sha256", m.SHA256(), "threshold", m.Threshold())
-		rg, err := registry.Open(ctx, js, cfg.RegistryConfig(), log)
+		var rg *registry.Registry
+		err = retrySetup(ctx, "opening the model registry", log, func(ctx context.Context) (err error) {
+			rg, err = registry.Open(ctx, js, cfg.RegistryConfig(), log)
+			return err
+		})
 		if err != nil {
-			return nil, fmt.Errorf("opening the model registry: %w", err)
+			return nil, err
 		}
 		f, err := newModelFollower(rg, js, scorerModel{m}, scorerActor(nc.Opts.Name), reg, log)
 		if err != nil {
