@@ -93,12 +93,10 @@ func newOps(cfg *config.Config, reg *prometheus.Registry, log *slog.Logger) (*op
 // Nothing runs until run.
 func newSystem(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstream.JetStream, r roles, reg *prometheus.Registry, srv *ops.Server, log *slog.Logger) (*system, error) {
 	s := &system{ops: srv}
-	s.ops.AddCheck("nats", func() error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("not connected (%s)", nc.Status())
-		}
-		return nil
-	})
+	// Not ready until every component's check is registered (below): a
+	// scorer may wait here for the model registry, and /readyz must not
+	// answer 200 in between.
+	s.ops.AddCheck("nats", func() error { return errors.New("connected; setting up components") })
 	subjects := cfg.Streams.Subjects()
 	if r.scorer {
 		m, err := loadModel(cfg)
@@ -150,6 +148,12 @@ func newSystem(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstr
 		s.notifier = n
 		s.ops.AddCheck("alert_webhook", n.Ready)
 	}
+	s.ops.AddCheck("nats", func() error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("not connected (%s)", nc.Status())
+		}
+		return nil
+	})
 	return s, nil
 }
 
