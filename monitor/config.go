@@ -95,11 +95,17 @@ type LedgerConfig struct {
 // ConsumerConfig tunes the durable pull consumers on PREDICTIONS, OUTCOMES and
 // DEADLETTER.
 type ConsumerConfig struct {
-	// Workers is the number of concurrent Consume loops per consumer. Each
-	// input costs several sequential JetStream round trips (KV get, ledger
-	// publish, KV compare-and-set), so joins per second grow with the
-	// number of inputs in flight (see BENCHMARKS.md).
+	// Workers is the number of concurrent Consume loops per consumer. A
+	// loop only decodes its messages and queues them on the lanes, so one
+	// or two suffice; the concurrency that matters is Lanes.
 	Workers int `koanf:"workers"`
+	// Lanes is how many inputs are recorded at once, across all inputs. An
+	// input goes to the lane of its (source, record_id), so two inputs for
+	// the same record are handled in order; the lanes overlap the JetStream
+	// round trips of different records (each input costs several sequential
+	// ones: KV get, ledger publish, KV compare-and-set), so joins per second
+	// grow with the inputs in flight (see BENCHMARKS.md).
+	Lanes int `koanf:"lanes"`
 	// BatchSize is PullMaxMessages of each loop.
 	BatchSize int `koanf:"batch_size"`
 	// MaxAckPending bounds messages delivered but not yet acked; it must be at
@@ -175,8 +181,9 @@ func DefaultConfig() Config {
 		},
 		Replicas: 1,
 		Consumer: ConsumerConfig{
-			Workers:       16,
-			BatchSize:     100,
+			Workers:       2,
+			Lanes:         256,
+			BatchSize:     500,
 			MaxAckPending: 5000,
 			AckWait:       30 * time.Second,
 			RetryDelay:    500 * time.Millisecond,
@@ -237,6 +244,9 @@ func (c Config) Validate() error {
 	cc := c.Consumer
 	if cc.Workers < 1 || cc.Workers > 64 {
 		add("monitor.consumer.workers: %d is outside 1..64", cc.Workers)
+	}
+	if cc.Lanes < 1 || cc.Lanes > 4096 {
+		add("monitor.consumer.lanes: %d is outside 1..4096", cc.Lanes)
 	}
 	if cc.BatchSize < 1 || cc.BatchSize > 10000 {
 		add("monitor.consumer.batch_size: %d is outside 1..10000", cc.BatchSize)

@@ -109,20 +109,35 @@ func decodeDeadLetter(_ *Monitor, data []byte, source string, at time.Time) (eve
 	return event{V: ledgerVersion, Kind: kindDeadLetter, Source: source, RecordID: d.RecordID, At: at, Stage: stageLabel(d.Stage)}, nil
 }
 
-// handle processes one input message and acks it according to the result:
-// success → Ack; a message that can never be processed → Term; anything else
-// → NAK with a delay growing with the delivery count.
-func (m *Monitor) handle(ctx context.Context, in input, msg jetstream.Msg, errs *errorLog) {
+// handle decodes one input message and queues it on its lane (see lanes);
+// the audit input, and a message that cannot be decoded, are finished here.
+func (m *Monitor) handle(ctx context.Context, ln *lanes, in input, msg jetstream.Msg, errs *errorLog) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Term()
 		return
 	}
 	if in.process != nil {
-		err = in.process(m, ctx, msg, meta)
-	} else {
-		err = m.process(ctx, in, msg, meta)
+		m.finish(in, msg, meta, errs, in.process(m, ctx, msg, meta))
+		return
 	}
+	source, ok := m.subjects.SourceOf(in.kind, msg.Subject())
+	if !ok {
+		m.finish(in, msg, meta, errs, fmt.Errorf("%w: subject %q has no valid source token", errInvalidInput, msg.Subject()))
+		return
+	}
+	ev, err := in.decode(m, msg.Data(), source, m.now())
+	if err != nil {
+		m.finish(in, msg, meta, errs, err)
+		return
+	}
+	ln.dispatch(job{in: in, msg: msg, meta: meta, ev: ev, errs: errs})
+}
+
+// finish acks a message according to the result of processing it: success →
+// Ack; a message that can never be processed → Term; anything else → NAK
+// with a delay growing with the delivery count.
+func (m *Monitor) finish(in input, msg jetstream.Msg, meta *jetstream.MsgMetadata, errs *errorLog, err error) {
 	switch {
 	case err == nil:
 		errs.ok()
@@ -139,16 +154,4 @@ func (m *Monitor) handle(ctx context.Context, in input, msg jetstream.Msg, errs 
 		delay := m.cfg.Consumer.RetryDelay << min(meta.NumDelivered-1, 6)
 		_ = msg.NakWithDelay(min(delay, 30*time.Second))
 	}
-}
-
-func (m *Monitor) process(ctx context.Context, in input, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
-	source, ok := m.subjects.SourceOf(in.kind, msg.Subject())
-	if !ok {
-		return fmt.Errorf("%w: subject %q has no valid source token", errInvalidInput, msg.Subject())
-	}
-	ev, err := in.decode(m, msg.Data(), source, m.now())
-	if err != nil {
-		return err
-	}
-	return m.record(ctx, ev, meta.Sequence.Stream)
 }

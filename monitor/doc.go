@@ -30,9 +30,10 @@
 // "resolved" flag, and every change is a compare-and-set on the key's
 // revision, so concurrent handlers, in one process or several, agree on
 // which of them completes a join. For each input the handler reads the
-// entry, publishes the input's ledger event, CASes its side in, and, if
-// both sides are then present, publishes the join event and CASes the entry
-// to resolved. Inputs are acked only after those writes succeed; a
+// entry, publishes the input's ledger event and, if both sides are then
+// present, the join event (with the joined marker, below, concurrently),
+// then CASes its side, and the resolved flag, into the entry in one write.
+// Inputs are acked only after those writes succeed; a
 // redelivery at any point either finds its side already recorded (a
 // duplicate: not counted again) or repeats a ledger publish that the
 // ledger's Nats-Msg-Id deduplication drops. An outcome whose record was
@@ -44,6 +45,14 @@
 // record and is dropped (cardiostream_monitor_late_duplicates_total). A
 // duplicate arriving after joined_ttl, or a duplicate of a side whose entry
 // expired unresolved, is still counted again: nothing remembers it.
+//
+// Within a process, each consume loop only decodes its messages and queues
+// each on one of Consumer.Lanes lanes chosen by (source, record_id): the
+// lanes overlap the round trips of different records, and two inputs for
+// the same record are handled one after the other in delivery order. On
+// shutdown the queued inputs are finished (until ShutdownTimeout) before
+// the final checkpoint; an input not finished stays unacked and is
+// redelivered.
 //
 // # The metrics are a fold over the ledger
 //

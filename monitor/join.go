@@ -149,9 +149,10 @@ const maxCASAttempts = 16
 //  1. read the pending entry; if this side is already there, it is a
 //     duplicate (only the join may still be owed, step 4);
 //  2. publish the input event to the ledger (Nats-Msg-Id dedups a retry);
-//  3. CAS the side into the entry (a lost CAS re-reads and goes again);
-//  4. if both sides are now present, publish the join event (deduplicated by
-//     its id) and CAS the entry to resolved;
+//  3. if both sides are now present, publish the join event (deduplicated by
+//     its id) and, concurrently, the joined marker;
+//  4. CAS the side (and the resolved flag) into the entry in one write (a
+//     lost CAS re-reads and goes again);
 //  5. likewise for each shadow prediction whose shadow join is owed.
 //
 // The caller acks only after record returns nil.
@@ -181,6 +182,7 @@ attempts:
 				return nil
 			}
 		}
+		changed := false
 		if !doc.has(ev) {
 			// Shadow predictions are not pending sides of the main join.
 			ev.Pending = !doc.Resolved && ev.Kind != kindShadow
@@ -188,23 +190,19 @@ attempts:
 				return err
 			}
 			doc.set(ev)
-			if rev, err = m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
-				continue
-			} else if err != nil {
-				return err
-			}
+			changed = true
 		}
 		if doc.resolvable() {
-			if err := m.publishEvent(ctx, doc.resolution(ev.Source, ev.RecordID, m.now()), 0); err != nil {
-				return err
-			}
-			// The marker is written before the entry is marked resolved, so
-			// every resolved entry has one (a crash in between repeats both
-			// writes, each idempotent), and it outlives the entry.
-			if err := m.markJoined(ctx, key); err != nil {
+			// The side and the resolution go into the entry with one CAS:
+			// until it succeeds a redelivery repeats the input event, the
+			// resolution and the marker, each deduplicated or idempotent.
+			if err := m.resolve(ctx, key, doc.resolution(ev.Source, ev.RecordID, m.now())); err != nil {
 				return err
 			}
 			doc.Resolved = true
+			changed = true
+		}
+		if changed {
 			if rev, err = m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
 				continue
 			} else if err != nil {
@@ -248,6 +246,19 @@ func (m *Monitor) getDoc(ctx context.Context, key string) (*pendingDoc, uint64, 
 		return &pendingDoc{}, e.Revision(), nil
 	}
 	return &d, e.Revision(), nil
+}
+
+// resolve writes a resolution: its ledger event and the joined marker,
+// concurrently (two round trips in the time of one). Both must succeed
+// before the entry is marked resolved, so every resolved entry has a marker
+// and a ledger event (a crash in between repeats both writes, each
+// idempotent), and the marker outlives the entry.
+func (m *Monitor) resolve(ctx context.Context, key string, res event) error {
+	marked := make(chan error, 1)
+	go func() { marked <- m.markJoined(ctx, key) }()
+	perr := m.publishEvent(ctx, res, 0)
+	merr := <-marked
+	return errors.Join(perr, merr)
 }
 
 // isJoined reports whether the record of key was resolved within JoinedTTL.

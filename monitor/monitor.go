@@ -142,8 +142,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	consumers, err := m.startInputs(ctx, workCtx)
+	ln := m.startLanes(workCtx)
+	consumers, err := m.startInputs(ctx, workCtx, ln)
 	if err != nil {
+		ln.stop()
 		reader.Stop()
 		if ctx.Err() != nil {
 			return nil
@@ -169,6 +171,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 			cc.Stop()
 		}
 	}
+	ln.stop()
 	wg.Wait()
 	reader.Stop()
 	<-reader.Closed()
@@ -353,9 +356,9 @@ func (m *Monitor) startLedgerReader(ctx context.Context, target uint64) (jetstre
 }
 
 // startInputs starts Workers consume loops on each input consumer. Each
-// callback processes its message inline, so a loop's messages are handled
-// one at a time and the loops run in parallel.
-func (m *Monitor) startInputs(ctx, workCtx context.Context) ([]jetstream.ConsumeContext, error) {
+// callback decodes its message and queues it on its lane (see lanes), where
+// it is recorded and then acked.
+func (m *Monitor) startInputs(ctx, workCtx context.Context, ln *lanes) ([]jetstream.ConsumeContext, error) {
 	var out []jetstream.ConsumeContext
 	stopAll := func() {
 		for _, cc := range out {
@@ -374,7 +377,7 @@ func (m *Monitor) startInputs(ctx, workCtx context.Context) ([]jetstream.Consume
 		for range m.cfg.Consumer.Workers {
 			// Pull expiry of a few seconds with heartbeats rather than the
 			// 30 s default, so a lost pull request stalls an input briefly.
-			cc, err := cons.Consume(func(msg jetstream.Msg) { m.handle(workCtx, in, msg, errs) },
+			cc, err := cons.Consume(func(msg jetstream.Msg) { m.handle(workCtx, ln, in, msg, errs) },
 				jetstream.PullMaxMessages(m.cfg.Consumer.BatchSize),
 				jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
 				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { errs.failed(err) }))

@@ -38,6 +38,7 @@ type benchOptions struct {
 	sync        string
 	jsonOut     bool
 	pipeOnly    bool
+	monOnly     bool
 }
 
 // Record id prefixes: throughput trials, latency runs, monitor pairs.
@@ -100,6 +101,7 @@ Progress goes to stderr; stdout gets a table, or one JSON object with --json.`,
 	f.IntVar(&o.monPairs, "monitor-pairs", 20_000, "prediction/outcome pairs for the monitor run (at most --records)")
 	f.StringVar(&o.sync, "sync", "", "JetStream fsync: always (before every ack) or lazy (default: the environment's nats.embedded.sync_always)")
 	f.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of the table")
+	f.BoolVar(&o.monOnly, "monitor-only", false, "run only the monitor joins phase (e.g. to compare monitor builds)")
 	f.BoolVar(&o.pipeOnly, "pipeline-only", false, "run only the 1-worker pipeline throughput runs (e.g. the scorer's peak RSS with --records 1000000 backlogged)")
 	cmd.AddCommand(c.benchRelayCmd())
 	return cmd
@@ -185,6 +187,10 @@ type benchReport struct {
 	MonitorPairs     int     `json:"monitor_pairs"`
 	MonitorJoins     int     `json:"monitor_joins"`
 	MonitorJoinsPerS float64 `json:"monitor_joins_per_s"`
+	// MonitorCPUUSPerJoin is the monitor child's CPU time (user + system,
+	// start-up and ledger reading included) per join: less sensitive to
+	// the machine's load than joins/s.
+	MonitorCPUUSPerJoin float64 `json:"monitor_cpu_us_per_join"`
 
 	PeakRSSMB        float64 `json:"peak_rss_mb"` // the scorer child's
 	RelayPeakRSSMB   float64 `json:"relay_peak_rss_mb"`
@@ -279,6 +285,18 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 	rep := &benchReport{Records: b.o.records, Reps: b.o.reps, Sync: b.o.sync, GoVersion: runtime.Version(),
 		CPUs: runtime.NumCPU(), RecordSize: len(bench.Record(prefixTrial, 0))}
 
+	if b.o.monOnly {
+		joins, perS, rss, cpuUS, err := b.monitorJoins(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("monitor run: %w", err)
+		}
+		rep.MonitorPairs, rep.MonitorJoins, rep.MonitorJoinsPerS, rep.MonitorPeakRSSMB, rep.MonitorCPUUSPerJoin = b.o.monPairs, joins, round1(perS), rss, round1(cpuUS)
+		b.progress("monitor: %d/%d joins, %.0f joins/s, %.0f µs CPU/join, peak rss %.0f MB", joins, b.o.monPairs, perS, cpuUS, rss)
+		rep.BenchPeakRSSMB = selfPeakRSSMB()
+		rep.DurationSeconds = round1(time.Since(b.start).Seconds())
+		return rep, nil
+	}
+
 	b.progress("model: decode, predict and encode cost per record")
 	mc, outSize, err := b.modelCost()
 	if err != nil {
@@ -363,12 +381,12 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 	}
 
 	// Monitor joins over a backlog of predictions and outcomes.
-	joins, perS, rss, err := b.monitorJoins(ctx)
+	joins, perS, rss, cpuUS, err := b.monitorJoins(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("monitor run: %w", err)
 	}
-	rep.MonitorPairs, rep.MonitorJoins, rep.MonitorJoinsPerS, rep.MonitorPeakRSSMB = b.o.monPairs, joins, round1(perS), rss
-	b.progress("monitor: %d/%d joins, %.0f joins/s, peak rss %.0f MB", joins, b.o.monPairs, perS, rss)
+	rep.MonitorPairs, rep.MonitorJoins, rep.MonitorJoinsPerS, rep.MonitorPeakRSSMB, rep.MonitorCPUUSPerJoin = b.o.monPairs, joins, round1(perS), rss, round1(cpuUS)
+	b.progress("monitor: %d/%d joins, %.0f joins/s, %.0f µs CPU/join, peak rss %.0f MB", joins, b.o.monPairs, perS, cpuUS, rss)
 
 	rep.BenchPeakRSSMB = selfPeakRSSMB()
 	rep.DurationSeconds = round1(time.Since(b.start).Seconds())
@@ -671,31 +689,31 @@ func (b *benchRun) latency(ctx context.Context, workers int, rate float64) (benc
 
 // monitorJoins scores o.monPairs records, publishes their outcomes, then
 // runs the monitor over that backlog and measures joins per second.
-func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB float64, err error) {
+func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB, cpuUS float64, err error) {
 	n := b.o.monPairs
 	subjects := b.cfg.Streams.Subjects()
 	b.progress("monitor: scoring %d records and publishing their outcomes", n)
 	if err := b.resetStreams(ctx); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	if err := b.publishBacklog(ctx, subjects.Records(benchSource), n, func(k int) []byte { return bench.Record(prefixMonitor, k) }); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	sc, err := b.spawn(ctx, 1)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	werr := b.waitSettled(ctx, sc, b.cfg.Scorer.Consumer, uint64(n), time.Duration(max(60, n/500))*time.Second)
 	_, _ = sc.stop()
 	if werr != nil {
-		return 0, 0, 0, werr
+		return 0, 0, 0, 0, werr
 	}
 	if err := b.publishBacklog(ctx, subjects.Outcomes(benchSource), n, func(k int) []byte { return bench.Outcome(prefixMonitor, k) }); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	mon, err := b.spawnArgs(ctx, []string{"monitor"}, nil)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	b.progress("monitor: joining %d pairs (at most %s)", n, b.o.monDuration)
 	deadline := time.Now().Add(b.o.monDuration + 10*time.Second) // + start-up
@@ -717,13 +735,13 @@ func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB flo
 		select {
 		case <-ctx.Done():
 			_, _ = mon.stop()
-			return 0, 0, 0, ctx.Err()
+			return 0, 0, 0, 0, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	ru, serr := mon.stop()
 	if serr != nil && joins == 0 {
-		return 0, 0, 0, fmt.Errorf("monitor: %w; stderr:\n%s", serr, mon.stderr.String())
+		return 0, 0, 0, 0, fmt.Errorf("monitor: %w; stderr:\n%s", serr, mon.stderr.String())
 	}
 	// The ledger's own timestamps: from its first event to the last join seen.
 	if info, err := b.streamInfo(ctx, b.cfg.Monitor.Ledger.Stream); err == nil && joins > 0 {
@@ -732,7 +750,10 @@ func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB flo
 			perS = float64(joins) / span.Seconds()
 		}
 	}
-	return joins, perS, ru.maxRSSMB, nil
+	if joins > 0 {
+		cpuUS = float64(ru.cpu.Microseconds()) / float64(joins)
+	}
+	return joins, perS, ru.maxRSSMB, cpuUS, nil
 }
 
 // countJoins counts join events in the monitor's ledger.
@@ -887,7 +908,7 @@ func printBenchTable(w io.Writer, r *benchReport) {
 	p("| predict, batched | %.0f | %.2f |", r.Model.PredictBatchNS, r.Model.PredictBatchAlloc)
 	p("| encode prediction | %.0f | %.2f |", r.Model.EncodeNS, r.Model.EncodeAllocs)
 	p("")
-	p("| monitor joins/s (backlog of %d pairs) | %.0f (%d joined) |", r.MonitorPairs, r.MonitorJoinsPerS, r.MonitorJoins)
+	p("| monitor joins/s (backlog of %d pairs) | %.0f (%d joined; %.0f µs monitor CPU per join) |", r.MonitorPairs, r.MonitorJoinsPerS, r.MonitorJoins, r.MonitorCPUUSPerJoin)
 	p("| peak RSS MB: scorer / relay / monitor / bench (server) | %.0f / %.0f / %.0f / %.0f |", r.PeakRSSMB, r.RelayPeakRSSMB, r.MonitorPeakRSSMB, r.BenchPeakRSSMB)
 	p("| exactly once checked | %v (%d predictions per run) |", r.ExactlyOnceChecked, r.ScoredPerRun)
 	p("| duration | %.1f s |", r.DurationSeconds)

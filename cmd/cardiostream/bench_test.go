@@ -106,3 +106,27 @@ func testBenchPipelineOnly(t *testing.T) {
 		t.Errorf("report %+v", rep)
 	}
 }
+
+// TestBenchMonitorOnly: --monitor-only runs just the monitor phase, and every
+// pair is joined.
+func TestBenchMonitorOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and child processes")
+	}
+	code, stdout, stderr := runCmd(t, testEnviron("CARDIOSTREAM_TEST_RUN_MAIN=1"),
+		"bench", "--json", "--monitor-only", "--records", "300", "--monitor-pairs", "300", "--monitor-duration", "60s")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(lastLine(stdout)), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout)
+	}
+	if rep.MonitorJoins != 300 || rep.MonitorJoinsPerS <= 0 || rep.MonitorCPUUSPerJoin <= 0 {
+		t.Errorf("monitor joined %d of 300, %.1f joins/s, %.1f µs CPU per join", rep.MonitorJoins, rep.MonitorJoinsPerS, rep.MonitorCPUUSPerJoin)
+	}
+	if len(rep.BaselineRuns) != 0 || len(rep.PipelineLatency) != 0 {
+		t.Errorf("--monitor-only ran throughput or latency runs: %v %v", rep.BaselineRuns, rep.PipelineLatency)
+	}
+	t.Logf("FIGURE TestBenchMonitorOnly monitor_joins_per_s=%.0f monitor_cpu_us_per_join=%.0f", rep.MonitorJoinsPerS, rep.MonitorCPUUSPerJoin)
+}
