@@ -3,6 +3,7 @@ package scorer
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,11 +27,17 @@ type batch struct {
 
 var errAborted = errors.New("shutdown timeout: not awaited")
 
-func (s *Scorer) getBatch() *batch {
-	if b, ok := s.batches.Get().(*batch); ok {
-		return b
+// getBatch returns an empty batch with room for n items. Its items are
+// sized to what is buffered, not to BatchSize: at low rates many batches of a
+// few records are in flight at once (see ackq in Run), and a full-size item
+// slice is ~250 KB.
+func (s *Scorer) getBatch(n int) *batch {
+	b, ok := s.batches.Get().(*batch)
+	if !ok {
+		b = &batch{}
 	}
-	return &batch{items: make([]item, 0, s.cfg.BatchSize)}
+	b.items = slices.Grow(b.items[:0], n)
+	return b
 }
 
 func (s *Scorer) putBatch(b *batch) {
@@ -55,7 +62,7 @@ func (s *Scorer) work(in <-chan jetstream.Msg, intakeDone <-chan struct{}, ackq 
 				return
 			}
 		}
-		b := s.getBatch()
+		b := s.getBatch(min(1+len(in), s.cfg.BatchSize))
 		b.items = append(b.items, item{msg: first})
 	fill:
 		for len(b.items) < s.cfg.BatchSize {

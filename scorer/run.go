@@ -32,7 +32,13 @@ func (s *Scorer) Run(ctx context.Context) error {
 
 	in := make(chan jetstream.Msg, s.cfg.BatchSize)
 	intakeDone := make(chan struct{})
-	ackq := make(chan *batch, 2*s.cfg.Workers)
+	// Publishing never waits for earlier publish acks: a batch holds at
+	// least one record and the server delivers at most MaxAckPending
+	// unsettled records, so ackq cannot hold more batches than that. With a
+	// shallow queue (it was 2 × workers) one slow publish ack stopped the
+	// worker, and records delivered meanwhile waited in `in` unpublished:
+	// 5-6x the relay's p99 at 5,000/s (BENCHMARKS.md).
+	ackq := make(chan *batch, s.cfg.MaxAckPending)
 	abort := make(chan struct{})
 	s.abort = abort
 	// abortCtx ends with abort: it bounds the wait for buffer space.
