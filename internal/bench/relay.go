@@ -81,7 +81,9 @@ func Relay(ctx context.Context, js jetstream.JetStream, cfg RelayConfig) (uint64
 		fut jetstream.PubAckFuture
 	}
 	in := make(chan jetstream.Msg, cfg.BatchSize)
-	ackq := make(chan []pending, 2)
+	// As deep as the scorer's: publishing never waits for earlier publish
+	// acks (at most MaxAckPending records, so batches, are unsettled).
+	ackq := make(chan []pending, cfg.MaxAckPending)
 	var acked atomic.Uint64
 	var worker, acker sync.WaitGroup
 	acker.Go(func() {
@@ -122,7 +124,7 @@ func Relay(ctx context.Context, js jetstream.JetStream, cfg RelayConfig) (uint64
 	}
 	worker.Go(func() {
 		for first := range in {
-			batch := make([]pending, 0, cfg.BatchSize)
+			batch := make([]pending, 0, min(cfg.BatchSize, 1+len(in)))
 			batch = append(batch, publish(first))
 		fill:
 			for len(batch) < cfg.BatchSize {
