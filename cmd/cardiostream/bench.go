@@ -23,6 +23,7 @@ import (
 
 	"github.com/cardiostream/cardiostream/config"
 	"github.com/cardiostream/cardiostream/internal/bench"
+	"github.com/cardiostream/cardiostream/internal/model"
 	"github.com/cardiostream/cardiostream/internal/natsserver"
 	"github.com/cardiostream/cardiostream/internal/streams"
 	"github.com/cardiostream/cardiostream/schemas"
@@ -39,6 +40,7 @@ type benchOptions struct {
 	jsonOut     bool
 	pipeOnly    bool
 	monOnly     bool
+	latOnly     bool
 }
 
 // Record id prefixes: throughput trials, latency runs, monitor pairs.
@@ -68,7 +70,8 @@ storage, the configured stream settings) and measures, in one run:
   ratio     pipeline (1 worker) ÷ baseline per repetition, alternating the runs; the
             median over --reps repetitions is reported;
   latency   record publish → output delivered, p50/p95/p99/p99.9 at 1,000/s, 5,000/s
-            and 80% of the measured maximum, for both;
+            and 80% of the measured maximum, baseline and pipeline alternated at each
+            rate (--latency-only: just 1,000/s and 5,000/s, --reps rounds);
   model     decode+validate, predict (single and batched) and encode cost per record;
   monitor   joins per second (` + "`cardiostream monitor`" + ` child) over a backlog of
             predictions and their outcomes;
@@ -79,6 +82,9 @@ Progress goes to stderr; stdout gets a table, or one JSON object with --json.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.records < 100 || o.reps < 1 || o.latDuration < 500*time.Millisecond || o.monDuration < time.Second || o.monPairs < 1 {
 				return usageError{errors.New("--records must be >= 100, --reps >= 1, --latency-duration >= 500ms, --monitor-duration >= 1s, --monitor-pairs >= 1")}
+			}
+			if (o.pipeOnly && o.latOnly) || (o.pipeOnly && o.monOnly) || (o.latOnly && o.monOnly) {
+				return usageError{errors.New("--pipeline-only, --latency-only and --monitor-only exclude each other")}
 			}
 			if o.sync != "" && o.sync != "always" && o.sync != "lazy" {
 				return usageError{fmt.Errorf("--sync %q: want always or lazy", o.sync)}
@@ -103,6 +109,7 @@ Progress goes to stderr; stdout gets a table, or one JSON object with --json.`,
 	f.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of the table")
 	f.BoolVar(&o.monOnly, "monitor-only", false, "run only the monitor joins phase (e.g. to compare monitor builds)")
 	f.BoolVar(&o.pipeOnly, "pipeline-only", false, "run only the 1-worker pipeline throughput runs (e.g. the scorer's peak RSS with --records 1000000 backlogged)")
+	f.BoolVar(&o.latOnly, "latency-only", false, "run only the latency runs at 1,000/s and 5,000/s, baseline and pipeline alternated, --reps times")
 	cmd.AddCommand(c.benchRelayCmd())
 	return cmd
 }
@@ -297,6 +304,9 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 		return rep, nil
 	}
 
+	if b.o.latOnly {
+		return b.latencyOnly(ctx, rep)
+	}
 	b.progress("model: decode, predict and encode cost per record")
 	mc, outSize, err := b.modelCost()
 	if err != nil {
@@ -357,20 +367,11 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 		return rep, nil
 	}
 
-	// Latency at fixed offered rates.
-	for _, mode := range []struct {
-		workers int
-		max     float64
-		out     *[]bench.LatencyResult
-	}{{0, rep.BaselinePerS, &rep.BaselineLatency}, {1, rep.PipelinePerS, &rep.PipelineLatency}} {
-		for _, rate := range []float64{1000, 5000, float64(int(0.8 * mode.max))} {
-			lr, err := b.latency(ctx, mode.workers, rate)
-			if err != nil {
-				return nil, fmt.Errorf("latency at %.0f/s: %w", rate, err)
-			}
-			*mode.out = append(*mode.out, lr)
-			b.progress("latency %-8s at %6.0f/s: p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms (%d/%d outputs)",
-				modeName(mode.workers), rate, lr.Quantiles.P50, lr.Quantiles.P95, lr.Quantiles.P99, lr.Quantiles.P999, lr.Received, lr.Sent)
+	// Latency at fixed offered rates: baseline and pipeline alternate at
+	// each rate, so both see the machine in the same state.
+	for _, rate := range [][2]float64{{1000, 1000}, {5000, 5000}, {float64(int(0.8 * rep.BaselinePerS)), float64(int(0.8 * rep.PipelinePerS))}} {
+		if err := b.latencyPair(ctx, rep, rate, false); err != nil {
+			return nil, err
 		}
 	}
 	rep.BaselineP99At5k = rep.BaselineLatency[1].Quantiles.P99
@@ -388,6 +389,68 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 	rep.MonitorPairs, rep.MonitorJoins, rep.MonitorJoinsPerS, rep.MonitorPeakRSSMB, rep.MonitorCPUUSPerJoin = b.o.monPairs, joins, round1(perS), rss, round1(cpuUS)
 	b.progress("monitor: %d/%d joins, %.0f joins/s, %.0f µs CPU/join, peak rss %.0f MB", joins, b.o.monPairs, perS, cpuUS, rss)
 
+	rep.BenchPeakRSSMB = selfPeakRSSMB()
+	rep.DurationSeconds = round1(time.Since(b.start).Seconds())
+	return rep, nil
+}
+
+// latencyPair runs the baseline at rate[0] and the pipeline at rate[1],
+// baseline first unless pipelineFirst, and appends the results to rep.
+func (b *benchRun) latencyPair(ctx context.Context, rep *benchReport, rate [2]float64, pipelineFirst bool) error {
+	modes := []struct {
+		workers int
+		rate    float64
+		out     *[]bench.LatencyResult
+	}{{0, rate[0], &rep.BaselineLatency}, {1, rate[1], &rep.PipelineLatency}}
+	if pipelineFirst {
+		modes[0], modes[1] = modes[1], modes[0]
+	}
+	for _, mode := range modes {
+		lr, err := b.latency(ctx, mode.workers, mode.rate)
+		if err != nil {
+			return fmt.Errorf("%s latency at %.0f/s: %w", modeName(mode.workers), mode.rate, err)
+		}
+		*mode.out = append(*mode.out, lr)
+		b.progress("latency %-8s at %6.0f/s: p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, p99.9 %.2f ms (%d/%d outputs)",
+			modeName(mode.workers), mode.rate, lr.Quantiles.P50, lr.Quantiles.P95, lr.Quantiles.P99, lr.Quantiles.P999, lr.Received, lr.Sent)
+	}
+	return nil
+}
+
+// latencyOnly runs o.reps rounds of latency runs at 1,000/s and 5,000/s,
+// baseline and pipeline alternated (the order rotates every round). The
+// *_at_5k figures are medians over the rounds.
+func (b *benchRun) latencyOnly(ctx context.Context, rep *benchReport) (*benchReport, error) {
+	m, err := loadModel(b.cfg)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := schemas.DecodeRecord(bench.Record(prefixTrial, 0))
+	if err != nil {
+		return nil, fmt.Errorf("bench record does not decode: %w", err)
+	}
+	pred := benchPrediction(m, rec, time.Now())
+	enc, err := pred.AppendJSON(nil)
+	if err != nil {
+		return nil, err
+	}
+	b.outSize, rep.OutputSize = len(enc), len(enc)
+	var bp99, pp99, pp50 []float64
+	for r := range b.o.reps {
+		for _, rate := range []float64{1000, 5000} {
+			if err := b.latencyPair(ctx, rep, [2]float64{rate, rate}, r%2 == 1); err != nil {
+				return nil, err
+			}
+			if rate == 5000 {
+				bl, pl := rep.BaselineLatency[len(rep.BaselineLatency)-1], rep.PipelineLatency[len(rep.PipelineLatency)-1]
+				bp99, pp99, pp50 = append(bp99, bl.Quantiles.P99), append(pp99, pl.Quantiles.P99), append(pp50, pl.Quantiles.P50)
+			}
+		}
+	}
+	rep.BaselineP99At5k, rep.PipelineP99At5k, rep.PipelineP50At5k = bench.Median(bp99), bench.Median(pp99), bench.Median(pp50)
+	if rep.BaselineP99At5k > 0 {
+		rep.LatencyP99RatioAt5 = round3(rep.PipelineP99At5k / rep.BaselineP99At5k)
+	}
 	rep.BenchPeakRSSMB = selfPeakRSSMB()
 	rep.DurationSeconds = round1(time.Since(b.start).Seconds())
 	return rep, nil
@@ -447,14 +510,19 @@ func (b *benchRun) modelCost() (modelCost, int, error) {
 	// PredictBatch ran once per batch rows over at most len(rows) rows.
 	scale := float64(batch) / float64(min(batch, len(rows)))
 	mc.PredictBatchNS, mc.PredictBatchAlloc = round1(bn*scale), round3(ba*scale)
-	now := time.Now()
-	p := schemas.Prediction{SchemaVersion: schemas.Version, RecordID: rec.ID, Source: benchSource, PatientRef: rec.PatientRef,
-		Probability: 0.8731234, Label: 1, Threshold: m.Threshold(),
-		Model:      scorerModel{m}.Ref(),
-		ReceivedAt: now, ScoredAt: now.Add(1234 * time.Microsecond), LatencyMS: 1.234, Deliveries: 1}
+	p := benchPrediction(m, rec, time.Now())
 	buf := make([]byte, 0, 512)
 	mc.EncodeNS, mc.EncodeAllocs = measure(func(int) { buf, _ = p.AppendJSON(buf[:0]) })
 	return mc, len(buf), nil
+}
+
+// benchPrediction is a typical prediction for rec: its encoding is what the
+// encode cost is measured on, and its size the relay's output size.
+func benchPrediction(m *model.Model, rec schemas.Record, now time.Time) schemas.Prediction {
+	return schemas.Prediction{SchemaVersion: schemas.Version, RecordID: rec.ID, Source: benchSource, PatientRef: rec.PatientRef,
+		Probability: 0.8731234, Label: 1, Threshold: m.Threshold(),
+		Model:      scorerModel{m}.Ref(),
+		ReceivedAt: now, ScoredAt: now.Add(1234 * time.Microsecond), LatencyMS: 1.234, Deliveries: 1}
 }
 
 // resetStreams deletes and recreates the streams, so every run starts from

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/cardiostream/cardiostream/internal/bench"
 )
 
 // TestBenchCommand runs a tiny `cardiostream bench --json` (its scorer,
@@ -79,6 +81,8 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{"no repetitions", []string{"--reps", "0"}},
 		{"unknown sync mode", []string{"--sync", "sometimes"}},
 		{"no monitor pairs", []string{"--monitor-pairs", "0"}},
+		{"pipeline only and latency only", []string{"--pipeline-only", "--latency-only"}},
+		{"latency only and monitor only", []string{"--latency-only", "--monitor-only"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,4 +133,36 @@ func TestBenchMonitorOnly(t *testing.T) {
 		t.Errorf("--monitor-only ran throughput or latency runs: %v %v", rep.BaselineRuns, rep.PipelineLatency)
 	}
 	t.Logf("FIGURE TestBenchMonitorOnly monitor_joins_per_s=%.0f monitor_cpu_us_per_join=%.0f", rep.MonitorJoinsPerS, rep.MonitorCPUUSPerJoin)
+}
+
+// TestBenchLatencyOnly runs `bench --latency-only` and checks it alternated
+// baseline and pipeline at both rates and every latency record came back.
+func TestBenchLatencyOnly(t *testing.T) {
+	if testing.Short() || raceBuild {
+		t.Skip("starts a server and four child processes offering up to 5,000 records/s")
+	}
+	code, stdout, stderr := runCmd(t, testEnviron("CARDIOSTREAM_TEST_RUN_MAIN=1"),
+		"bench", "--json", "--latency-only", "--reps", "1", "--latency-duration", "500ms")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(lastLine(stdout)), &rep); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout)
+	}
+	if len(rep.BaselineLatency) != 2 || len(rep.PipelineLatency) != 2 {
+		t.Fatalf("latency runs %d and %d, want 2 each", len(rep.BaselineLatency), len(rep.PipelineLatency))
+	}
+	for i, want := range []float64{1000, 5000} {
+		for _, l := range []bench.LatencyResult{rep.BaselineLatency[i], rep.PipelineLatency[i]} {
+			if l.OfferedPerS != want || l.Sent == 0 || l.Received != l.Sent {
+				t.Errorf("latency run at %.0f/s (want %.0f/s): %d outputs for %d records", l.OfferedPerS, want, l.Received, l.Sent)
+			}
+		}
+	}
+	if rep.PipelineP99At5k <= 0 || rep.BaselineP99At5k <= 0 || rep.OutputSize <= 0 {
+		t.Errorf("report %+v", rep)
+	}
+	t.Logf("FIGURE TestBenchLatencyOnly baseline_p99_ms_at_5k=%.2f pipeline_p99_ms_at_5k=%.2f pipeline_p50_ms_at_5k=%.2f",
+		rep.BaselineP99At5k, rep.PipelineP99At5k, rep.PipelineP50At5k)
 }
