@@ -70,8 +70,11 @@
 // whatever is already buffered up to BatchSize, decode and score them (through
 // BatchModel when the model implements it) and PublishAsync every output; a
 // single acker goroutine waits for the publish acks of each batch in turn and
-// acks, NAKs or terminates its records. Publishing the next batch overlaps
-// with waiting for the previous one's acks.
+// acks, NAKs or terminates its records. Publishing never waits for earlier
+// batches' publish acks: the acker's queue holds up to MaxAckPending batches
+// (the server delivers no more unsettled records than that), so a slow
+// publish ack delays only its own batch's acks, not the publishing of
+// records delivered after it.
 //
 // # Models: hot swap and shadow
 //

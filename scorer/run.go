@@ -36,8 +36,9 @@ func (s *Scorer) Run(ctx context.Context) error {
 	// least one record and the server delivers at most MaxAckPending
 	// unsettled records, so ackq cannot hold more batches than that. With a
 	// shallow queue (it was 2 × workers) one slow publish ack stopped the
-	// worker, and records delivered meanwhile waited in `in` unpublished:
-	// 5-6x the relay's p99 at 5,000/s (BENCHMARKS.md).
+	// worker after a few batches, and records delivered meanwhile waited in
+	// `in` unpublished (at 5,000/s, delivery → worker p99 14-42 ms; now
+	// 0.6-3.7 ms: BENCHMARKS.md, "Latency").
 	ackq := make(chan *batch, s.cfg.MaxAckPending)
 	abort := make(chan struct{})
 	s.abort = abort
