@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardiostream/cardiostream/internal/ctxtime"
 )
 
 // errUnconfirmed marks a publish whose ack was still outstanding when the
@@ -79,18 +81,7 @@ func newPublisher(js jetstream.JetStream, kind string, cfg Config, log *slog.Log
 		done:     done,
 		abort:    abort,
 		finished: make(chan struct{}),
-		sleep:    sleepCtx,
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+		sleep:    ctxtime.Sleep,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/ctxtime"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -153,7 +154,7 @@ func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-c
 		if err != nil {
 			s.errLog.failed("starting consume", err)
 			s.setNotReady("starting consume: " + err.Error())
-			if !sleepCtx(ctx, time.Second) {
+			if !ctxtime.Sleep(ctx, time.Second) {
 				return nil
 			}
 			continue
@@ -261,21 +262,9 @@ func (s *Scorer) ensureConsumer(ctx context.Context) (jetstream.Consumer, error)
 		}
 		s.setNotReady("creating consumer: " + err.Error())
 		s.errLog.failed("creating consumer", err, "stream", schemas.StreamRecords)
-		if !sleepCtx(ctx, wait) {
+		if !ctxtime.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 		wait = min(2*wait, 5*time.Second)
-	}
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

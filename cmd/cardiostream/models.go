@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cardiostream/cardiostream/internal/ctxtime"
 	"github.com/cardiostream/cardiostream/internal/registry"
 	"github.com/cardiostream/cardiostream/schemas"
 	"github.com/cardiostream/cardiostream/scorer"
@@ -200,7 +201,7 @@ func (f *modelFollower) run(ctx context.Context) error {
 		ch, err := f.reg.Watch(ctx)
 		if err != nil {
 			f.log.Warn("watching the registry failed; retrying", "err", err)
-			if !sleep(ctx, backoff) {
+			if !ctxtime.Sleep(ctx, backoff) {
 				break
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -330,14 +331,14 @@ func (f *modelFollower) prefetch(ctx context.Context) {
 	for ctx.Err() == nil {
 		kv, err := f.js.KeyValue(ctx, f.bucket)
 		if err != nil {
-			if !sleep(ctx, 5*time.Second) {
+			if !ctxtime.Sleep(ctx, 5*time.Second) {
 				return
 			}
 			continue
 		}
 		w, err := kv.WatchFiltered(ctx, []string{registry.VersionKey(">")})
 		if err != nil {
-			if !sleep(ctx, 5*time.Second) {
+			if !ctxtime.Sleep(ctx, 5*time.Second) {
 				return
 			}
 			continue
@@ -354,7 +355,7 @@ func (f *modelFollower) warmFrom(ctx context.Context, w jetstream.KeyWatcher) {
 			return
 		case e, ok := <-w.Updates():
 			if !ok {
-				_ = sleep(ctx, time.Second)
+				_ = ctxtime.Sleep(ctx, time.Second)
 				return
 			}
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
@@ -450,16 +451,4 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardiostream/cardiostream/config"
+	"github.com/cardiostream/cardiostream/internal/ctxtime"
 	"github.com/cardiostream/cardiostream/internal/streams"
 )
 
@@ -194,10 +195,8 @@ func retrySetup(ctx context.Context, what string, log *slog.Logger, step func(co
 			log.Warn(what+" failed; retrying", "err", err)
 			lastMsg = msg
 		}
-		select {
-		case <-ctx.Done():
+		if !ctxtime.Sleep(ctx, backoff) {
 			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/ctxtime"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -57,7 +58,7 @@ func (n *Notifier) ensureConsumer(ctx context.Context) (jetstream.Consumer, erro
 			n.log.Warn("cannot set up the alert webhook consumer; retrying", "err", err, "attempt", attempt)
 			lastErr = err.Error()
 		}
-		if !sleep(ctx, n.backoff(attempt, nil)) {
+		if !ctxtime.Sleep(ctx, n.backoff(attempt, nil)) {
 			return nil, ctx.Err()
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cardiostream/cardiostream/internal/ctxtime"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -167,20 +168,8 @@ func (n *Notifier) Run(ctx context.Context) error {
 		failures++
 		n.setReady(fmt.Errorf("%w: consuming ALERTS: %w", ErrNotReady, err))
 		n.log.Warn("alert webhook consumer stopped; setting it up again", "err", err)
-		if !sleep(ctx, n.backoff(failures, nil)) {
+		if !ctxtime.Sleep(ctx, n.backoff(failures, nil)) {
 			return nil
 		}
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
