@@ -1,0 +1,147 @@
+package schemas
+
+import "strconv"
+
+// PredictionSummary is what the monitor needs from a Prediction: the record
+// it is for, the label, the latency and the model version.
+type PredictionSummary struct {
+	RecordID     string
+	Label        int
+	LatencyMS    float64
+	ModelVersion string
+}
+
+// DecodePredictionSummary reads the summary fields of a prediction payload
+// (as the scorer writes it, see Prediction) with the package's scanner and
+// skips every other member after checking its syntax: several times cheaper
+// than encoding/json into a Prediction, which parses the timestamps too.
+//
+// record_id (a valid record id) and label (0 or 1) are required; latency_ms,
+// when present, is a finite number ≥ 0; model.version, when present, is a
+// string of at most 128 bytes. Errors are *ValidationError with one problem
+// per field, as for DecodeRecord; duplicate keys among the summary fields are
+// refused.
+func DecodePredictionSummary(data []byte) (PredictionSummary, error) {
+	var p PredictionSummary
+	var d decoder
+	s := &d.s
+	s.data = data
+	var id []byte
+	var seen uint16
+	const mLatency, mModel = 1 << 14, 1 << 15
+	if s.begin() {
+		for first := true; ; first = false {
+			key, ok := s.member(first, d.kbuf[:])
+			if !ok {
+				break
+			}
+			switch string(key) {
+			case "record_id":
+				if !d.dup(&seen, mID, "record_id") {
+					id, _ = d.id("record_id")
+				}
+			case "label":
+				if !d.dup(&seen, mLabel, "label") {
+					p.Label = d.label()
+				}
+			case "latency_ms":
+				if !d.dup(&seen, mLatency, "latency_ms") {
+					p.LatencyMS = d.latency()
+				}
+			case "model":
+				if !d.dup(&seen, mModel, "model") {
+					p.ModelVersion = d.modelVersion()
+				}
+			default:
+				s.skip(string(key))
+			}
+			if s.fatal {
+				break
+			}
+		}
+		if !s.fatal {
+			s.end()
+		}
+		if !s.fatal {
+			if seen&mID == 0 {
+				s.addShape("record_id", "is required")
+			}
+			if seen&mLabel == 0 {
+				s.addShape("label", "is required")
+			}
+		}
+	}
+	if err := s.err(); err != nil {
+		return PredictionSummary{}, err
+	}
+	p.RecordID = string(id)
+	return p, nil
+}
+
+func (d *decoder) latency() float64 {
+	s := &d.s
+	switch s.kind() {
+	case kindNumber:
+	case kindNonFinite:
+		s.nonFinite("latency_ms", "")
+		return 0
+	default:
+		s.wrongType("latency_ms", "must be a number")
+		return 0
+	}
+	raw, _, ok := s.number()
+	if !ok {
+		return 0
+	}
+	v := parseFloat(raw)
+	if v < 0 || v > 1e15 {
+		s.addValue("latency_ms", withGot("must be a number of milliseconds from 0 to 1e15", raw))
+		return 0
+	}
+	return v
+}
+
+// modelVersion reads the model object and returns its version; its other
+// members are skipped.
+func (d *decoder) modelVersion() string {
+	s := &d.s
+	if s.kind() != kindObject {
+		s.wrongType("model", "must be an object")
+		return ""
+	}
+	s.pos++
+	var version string
+	seen := false
+	for first := true; ; first = false {
+		key, ok := s.member(first, d.kbuf[:])
+		if !ok {
+			break
+		}
+		if string(key) != "version" {
+			if !s.skip("model." + string(key)) {
+				break
+			}
+			continue
+		}
+		if seen {
+			s.addShape("model.version", "duplicate key")
+			s.skip("model.version")
+			continue
+		}
+		seen = true
+		if s.kind() != kindString {
+			s.wrongType("model.version", "must be a string")
+			continue
+		}
+		val, full, ok := s.stringValue(d.idb[:])
+		if !ok {
+			break
+		}
+		if !full || len(val) > MaxIDLength {
+			s.addValue("model.version", "must be at most "+strconv.Itoa(MaxIDLength)+" bytes")
+			continue
+		}
+		version = string(val)
+	}
+	return version
+}
