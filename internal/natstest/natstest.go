@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"fmt"
 	"context"
 	"net"
 	"sync"
@@ -116,29 +117,47 @@ func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
 // consumer and returns them in sequence order.
 func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
 	tb.Helper()
+	// A cluster that has just lost or regained a node can refuse a request
+	// for a moment (no responders while the consumer's node is elected):
+	// the whole read is retried for up to a minute before failing.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := readStream(js, stream)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%v", err)
+		}
+		tb.Logf("%v; reading again", err)
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func readStream(js jetstream.JetStream, stream string) ([]jetstream.Msg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		tb.Fatalf("stream %s: %v", stream, err)
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		tb.Fatalf("stream %s info: %v", stream, err)
+		return nil, fmt.Errorf("stream %s info: %w", stream, err)
 	}
 	n := int(info.State.Msgs)
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		tb.Fatalf("ordered consumer on %s: %v", stream, err)
+		return nil, fmt.Errorf("ordered consumer on %s: %w", stream, err)
 	}
 	out := make([]jetstream.Msg, 0, n)
 	for len(out) < n {
 		batch, err := c.Fetch(n-len(out), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			tb.Fatalf("fetching from %s: %v", stream, err)
+			return nil, fmt.Errorf("fetching from %s: %w", stream, err)
 		}
 		got := 0
 		for m := range batch.Messages() {
@@ -146,13 +165,13 @@ func StreamMessages(tb testing.TB, js jetstream.JetStream, stream string) []jets
 			got++
 		}
 		if batch.Error() != nil {
-			tb.Fatalf("fetching from %s: %v", stream, batch.Error())
+			return nil, fmt.Errorf("fetching from %s: %w", stream, batch.Error())
 		}
 		if got == 0 {
-			tb.Fatalf("stream %s: read %d of %d messages, then nothing", stream, len(out), n)
+			return nil, fmt.Errorf("stream %s: read %d of %d messages, then nothing", stream, len(out), n)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // RunInBackground runs a component's Run(ctx) in a goroutine. stop cancels
