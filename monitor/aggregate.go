@@ -19,7 +19,8 @@ var stages = []schemas.Stage{schemas.StageDecode, schemas.StageValidate, schemas
 
 // Window samples; the short JSON names keep the checkpoint small.
 type joinSample struct {
-	At        int64  `json:"t"` // unix nanoseconds
+	At        int64  `json:"t"`           // unix nanoseconds, the monitor's clock
+	O         int64  `json:"o,omitempty"` // data time: the window's order (event.Ord)
 	Actual    uint8  `json:"a"`
 	Predicted uint8  `json:"p"`
 	Version   string `json:"v,omitempty"` // the model version that predicted
@@ -29,6 +30,7 @@ type joinSample struct {
 // whether the active model agreed on the same record.
 type shadowSample struct {
 	At        int64  `json:"t"`
+	O         int64  `json:"o,omitempty"`
 	Version   string `json:"v"`
 	Actual    uint8  `json:"a"`
 	Predicted uint8  `json:"p"`
@@ -39,11 +41,13 @@ type shadowSample struct {
 
 type latencySample struct {
 	At int64   `json:"t"`
+	O  int64   `json:"o,omitempty"`
 	MS float64 `json:"ms"`
 }
 
 type errorSample struct {
 	At  int64 `json:"t"`
+	O   int64 `json:"o,omitempty"`
 	Err bool  `json:"e,omitempty"`
 }
 
@@ -51,8 +55,9 @@ type errorSample struct {
 // checkpoint encoding only (JSON: the pending maps' int64 keys are encoded
 // as strings, which encoding/json handles).
 type aggState struct {
-	// Seq is the last ledger sequence folded in.
-	Seq uint64
+	// Positions are the last stream sequence folded in, by input
+	// (predictions, outcomes, deadletter).
+	Positions map[string]uint64
 
 	Predictions  int64
 	DeadLettered int64
@@ -70,8 +75,8 @@ type aggState struct {
 
 	// Recorded and Resolved count pending sides opened and closed; Pending
 	// holds the open ones by the time bucket they were opened in, so that
-	// the ones older than the label deadline can be left out (they expired
-	// from the pending bucket).
+	// the ones older than the label deadline can be left out (their joins
+	// expired).
 	Recorded [numSides]int64
 	Resolved [numSides]int64
 	Pending  [numSides]map[int64]int64
@@ -87,7 +92,7 @@ type aggState struct {
 	ShadowJoins          []shadowSample   `json:",omitempty"`
 }
 
-// aggregator folds ledger events into aggState. It is not safe for
+// aggregator folds events into aggState. It is not safe for
 // concurrent use; Monitor guards it.
 type aggregator struct {
 	windowSize     int
@@ -116,11 +121,30 @@ func newAggState() aggState {
 		LatencyCounts:        make([]uint64, len(latencyBuckets)+1),
 		PredictionsByVersion: map[string]int64{},
 		ShadowByVersion:      map[string]int64{},
+		Positions:            map[string]uint64{},
 	}
 	for i := range st.Pending {
 		st.Pending[i] = map[int64]int64{}
 	}
 	return st
+}
+
+// clone copies the state deeply, for a checkpoint encoded outside the lock.
+func (st *aggState) clone() aggState {
+	c := *st
+	c.DeadByStage = maps.Clone(st.DeadByStage)
+	c.LatencyCounts = slices.Clone(st.LatencyCounts)
+	for i := range st.Pending {
+		c.Pending[i] = maps.Clone(st.Pending[i])
+	}
+	c.Joins = slices.Clone(st.Joins)
+	c.Latencies = slices.Clone(st.Latencies)
+	c.Errors = slices.Clone(st.Errors)
+	c.PredictionsByVersion = maps.Clone(st.PredictionsByVersion)
+	c.ShadowByVersion = maps.Clone(st.ShadowByVersion)
+	c.ShadowJoins = slices.Clone(st.ShadowJoins)
+	c.Positions = maps.Clone(st.Positions)
+	return c
 }
 
 // restore replaces the state with a checkpoint's, trimming the windows to
@@ -134,6 +158,9 @@ func (a *aggregator) restore(st aggState) {
 	}
 	if st.ShadowByVersion == nil {
 		st.ShadowByVersion = map[string]int64{}
+	}
+	if st.Positions == nil {
+		st.Positions = map[string]uint64{}
 	}
 	if len(st.LatencyCounts) != len(latencyBuckets)+1 {
 		st.LatencyCounts = make([]uint64, len(latencyBuckets)+1)
@@ -157,21 +184,34 @@ func trimFront[T any](s []T, n int) []T {
 	return s
 }
 
-// push appends v and drops the oldest sample beyond n. Re-slicing the front
-// keeps the backing array bounded: append copies only the live part when it
-// grows.
-func push[T any](s []T, v T, n int) []T {
+// push inserts v in order of its data time and drops the oldest samples
+// beyond n, so a window holds the n latest samples by data time whatever
+// order the inputs were read in. Samples arrive nearly in order, so the
+// insertion moves few. Re-slicing the front keeps the backing array
+// bounded: append copies only the live part when it grows.
+func push[T any](s []T, v T, n int, ord func(T) int64) []T {
 	s = append(s, v)
+	o := ord(v)
+	i := len(s) - 1
+	for i > 0 && ord(s[i-1]) > o {
+		s[i] = s[i-1]
+		i--
+	}
+	s[i] = v
 	if len(s) > n {
 		s = s[len(s)-n:]
 	}
 	return s
 }
 
-// apply folds one ledger event at ledger sequence seq.
-func (a *aggregator) apply(seq uint64, ev event) {
+func joinOrd(s joinSample) int64       { return s.O }
+func shadowOrd(s shadowSample) int64   { return s.O }
+func latencyOrd(s latencySample) int64 { return s.O }
+func errorOrd(s errorSample) int64     { return s.O }
+
+// apply folds one event.
+func (a *aggregator) apply(ev event) {
 	st := &a.st
-	st.Seq = seq
 	at := ev.At.UnixNano()
 	switch ev.Kind {
 	case kindPrediction:
@@ -180,13 +220,13 @@ func (a *aggregator) apply(seq uint64, ev event) {
 			st.PredictionsByVersion[ev.Version]++
 		}
 		a.observeLatency(ev.LatencyMS)
-		st.Latencies = push(st.Latencies, latencySample{At: at, MS: ev.LatencyMS}, a.windowSize)
-		st.Errors = push(st.Errors, errorSample{At: at}, a.windowSize)
+		st.Latencies = push(st.Latencies, latencySample{At: at, O: ev.Ord, MS: ev.LatencyMS}, a.windowSize, latencyOrd)
+		st.Errors = push(st.Errors, errorSample{At: at, O: ev.Ord}, a.windowSize, errorOrd)
 		a.open(sidePrediction, ev)
 	case kindDeadLetter:
 		st.DeadLettered++
 		st.DeadByStage[stageLabel(ev.Stage)]++
-		st.Errors = push(st.Errors, errorSample{At: at, Err: true}, a.windowSize)
+		st.Errors = push(st.Errors, errorSample{At: at, O: ev.Ord, Err: true}, a.windowSize, errorOrd)
 		a.open(sideDeadLetter, ev)
 	case kindOutcome:
 		st.Outcomes++
@@ -194,7 +234,7 @@ func (a *aggregator) apply(seq uint64, ev event) {
 	case kindJoin:
 		st.Joined++
 		st.Confusion[ev.Actual][ev.Predicted]++
-		st.Joins = push(st.Joins, joinSample{At: at, Actual: uint8(ev.Actual), Predicted: uint8(ev.Predicted), Version: ev.Version}, a.windowSize)
+		st.Joins = push(st.Joins, joinSample{At: at, O: ev.Ord, Actual: uint8(ev.Actual), Predicted: uint8(ev.Predicted), Version: ev.Version}, a.windowSize, joinOrd)
 		a.close(ev)
 	case kindShadow:
 		st.ShadowByVersion[ev.Version]++
@@ -206,7 +246,7 @@ func (a *aggregator) apply(seq uint64, ev event) {
 				agree = 1
 			}
 		}
-		st.ShadowJoins = push(st.ShadowJoins, shadowSample{At: at, Version: ev.Version, Actual: uint8(ev.Actual), Predicted: uint8(ev.Predicted), Agree: agree}, a.windowSize)
+		st.ShadowJoins = push(st.ShadowJoins, shadowSample{At: at, O: ev.Ord, Version: ev.Version, Actual: uint8(ev.Actual), Predicted: uint8(ev.Predicted), Agree: agree}, a.windowSize, shadowOrd)
 	case kindUnscorable:
 		st.Unscorable++
 		a.close(ev)
@@ -267,8 +307,7 @@ func (a *aggregator) close(ev event) {
 }
 
 // prune drops pending buckets far older than the label deadline, measured in
-// ledger time so that the fold stays a pure function of the ledger. Their
-// entries have expired from the pending bucket.
+// the events' time. Their entries have expired from the join.
 func (a *aggregator) prune(now int64) {
 	cutoff := now - 2*int64(a.labelDeadline) - a.granularity
 	for s := range a.st.Pending {

@@ -92,7 +92,7 @@ func TestWindowMatchesDirectComputation(t *testing.T) {
 			a := newAggregator(cfg)
 			var evs []event
 			at := base
-			for i := range tc.events {
+			for range tc.events {
 				at = at.Add(tc.step)
 				var ev event
 				switch rng.IntN(4) {
@@ -105,9 +105,9 @@ func TestWindowMatchesDirectComputation(t *testing.T) {
 				default:
 					ev = event{Kind: kindJoin, Actual: rng.IntN(2), Predicted: rng.IntN(2)}
 				}
-				ev.V, ev.At = ledgerVersion, at
+				ev.At = at
 				evs = append(evs, ev)
-				a.apply(uint64(i+1), ev)
+				a.apply(ev)
 			}
 			now := at.Add(tc.queryAt)
 			got, want := a.window(now), directWindow(evs, tc.size, tc.dur, now)
@@ -178,10 +178,10 @@ func TestPendingCountsAndExpiry(t *testing.T) {
 	cfg.LabelDeadline = time.Hour
 	a := newAggregator(cfg)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a.apply(1, event{V: 1, Kind: kindPrediction, At: t0, Pending: true})
-	a.apply(2, event{V: 1, Kind: kindPrediction, At: t0.Add(30 * time.Minute), Pending: true})
-	a.apply(3, event{V: 1, Kind: kindOutcome, At: t0.Add(40 * time.Minute), Pending: true})
-	a.apply(4, event{V: 1, Kind: kindJoin, At: t0.Add(40 * time.Minute), PredictionAt: ptr(t0.Add(30 * time.Minute)), OutcomeAt: ptr(t0.Add(40 * time.Minute))})
+	a.apply(event{Kind: kindPrediction, At: t0, Pending: true})
+	a.apply(event{Kind: kindPrediction, At: t0.Add(30 * time.Minute), Pending: true})
+	a.apply(event{Kind: kindOutcome, At: t0.Add(40 * time.Minute), Pending: true})
+	a.apply(event{Kind: kindJoin, At: t0.Add(40 * time.Minute), PredictionAt: ptr(t0.Add(30 * time.Minute)), OutcomeAt: ptr(t0.Add(40 * time.Minute))})
 	tests := []struct {
 		at   time.Duration
 		want int64
@@ -207,11 +207,10 @@ func TestConfigValidate(t *testing.T) {
 		{name: "durations", mutate: func(c *Config) { c.WindowDuration = 0; c.LabelDeadline = 0 },
 			wantErr: []string{"monitor.window_duration", "monitor.label_deadline"}},
 		{name: "ack pending too small", mutate: func(c *Config) { c.Consumer.MaxAckPending = 10 }, wantErr: []string{"monitor.consumer.max_ack_pending"}},
-		{name: "buckets", mutate: func(c *Config) { c.PendingBucket = "a.b"; c.StateBucket = "" },
-			wantErr: []string{"monitor.pending_bucket", "monitor.state_bucket"}},
-		{name: "joined marker", mutate: func(c *Config) { c.JoinedBucket = c.PendingBucket; c.JoinedTTL = time.Hour },
-			wantErr: []string{"monitor.joined_bucket", "monitor.joined_ttl: 1h0m0s must be at least monitor.label_deadline"}},
-		{name: "dedup window", mutate: func(c *Config) { c.Ledger.DuplicateWindow = time.Second }, wantErr: []string{"monitor.ledger.duplicate_window"}},
+		{name: "bucket", mutate: func(c *Config) { c.StateBucket = "a.b" }, wantErr: []string{"monitor.state_bucket"}},
+		{name: "joined ttl", mutate: func(c *Config) { c.JoinedTTL = time.Hour },
+			wantErr: []string{"monitor.joined_ttl: 1h0m0s must be at least monitor.label_deadline"}},
+		{name: "reader batch", mutate: func(c *Config) { c.Consumer.BatchSize = 0 }, wantErr: []string{"monitor.consumer.batch_size"}},
 		{name: "bad rule", mutate: func(c *Config) {
 			c.Rules = []Rule{{Name: "a b", Metric: "auc", Comparator: "<=", Threshold: math.NaN(), MinSamples: -1, For: -1}}
 		}, wantErr: []string{"monitor.rules[0].name", "monitor.rules[0].metric", "monitor.rules[0].comparator",

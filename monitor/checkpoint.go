@@ -2,114 +2,112 @@ package monitor
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
+	"encoding/gob"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// checkpointKey is the state-bucket key of the aggregate checkpoint.
+// checkpointKey is the state bucket's object holding the checkpoint.
 const checkpointKey = "checkpoint"
 
-// checkpointVersion changes whenever aggState changes incompatibly; an older
-// checkpoint is ignored and the ledger is replayed from its start instead.
-const checkpointVersion = 1
+// checkpointVersion changes whenever the checkpoint changes incompatibly; an
+// older checkpoint is ignored and the input streams are read from their
+// start instead. (Version 1, in a KV bucket, folded the former
+// MONITOR_LEDGER.)
+const checkpointVersion = 2
 
 type checkpointDoc struct {
 	Version int
-	Ledger  string // the ledger stream the sequence refers to
-	State   aggState
+	// Prefix is the subject prefix of the inputs the positions refer to.
+	Prefix string
+	State  aggState
+	Join   joinState
 }
 
-// maxCheckpointJSON bounds the decompressed checkpoint, so a corrupt value
-// cannot exhaust memory. A full checkpoint at MaxWindowSize is ≈ 2 MB of JSON
-// (≈ 300 KB compressed).
-const maxCheckpointJSON = 32 << 20
-
-// The checkpoint is gzipped JSON: readable with standard tools, and the
-// window samples (mostly similar timestamps) compress ≈ 8×.
-func encodeCheckpoint(ledger string, st *aggState) ([]byte, error) {
+// The checkpoint is gob: the open joins and the resolved records make most
+// of a large one (hundreds of thousands of map entries), and gob encodes and
+// decodes those several times faster than JSON, with no text to parse.
+func encodeCheckpoint(prefix string, st *aggState, js joinState) ([]byte, error) {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if err := json.NewEncoder(zw).Encode(checkpointDoc{Version: checkpointVersion, Ledger: ledger, State: *st}); err != nil {
+	if err := gob.NewEncoder(&buf).Encode(checkpointDoc{Version: checkpointVersion, Prefix: prefix, State: *st, Join: js}); err != nil {
 		return nil, fmt.Errorf("encoding checkpoint: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("compressing checkpoint: %w", err)
 	}
 	return buf.Bytes(), nil
 }
 
 var errBadCheckpoint = errors.New("unusable checkpoint")
 
-func decodeCheckpoint(ledger string, data []byte) (aggState, error) {
+func decodeCheckpoint(prefix string, data []byte) (aggState, joinState, error) {
 	var d checkpointDoc
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return aggState{}, fmt.Errorf("%w: %w", errBadCheckpoint, err)
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&d); err != nil {
+		return aggState{}, joinState{}, fmt.Errorf("%w: %w", errBadCheckpoint, err)
 	}
-	raw, err := io.ReadAll(io.LimitReader(zr, maxCheckpointJSON+1))
-	if err != nil {
-		return aggState{}, fmt.Errorf("%w: %w", errBadCheckpoint, err)
-	}
-	if len(raw) > maxCheckpointJSON {
-		return aggState{}, fmt.Errorf("%w: larger than %d bytes", errBadCheckpoint, maxCheckpointJSON)
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		return aggState{}, fmt.Errorf("%w: %w", errBadCheckpoint, err)
-	}
-	if d.Version != checkpointVersion || d.Ledger != ledger {
-		return aggState{}, fmt.Errorf("%w: version %d of ledger %q, want version %d of %q", errBadCheckpoint, d.Version, d.Ledger, checkpointVersion, ledger)
+	if d.Version != checkpointVersion || d.Prefix != prefix {
+		return aggState{}, joinState{}, fmt.Errorf("%w: version %d for subject prefix %q, want version %d for %q", errBadCheckpoint, d.Version, d.Prefix, checkpointVersion, prefix)
 	}
 	for _, s := range d.State.Joins {
 		if s.Actual > 1 || s.Predicted > 1 {
-			return aggState{}, fmt.Errorf("%w: label out of {0,1}", errBadCheckpoint)
+			return aggState{}, joinState{}, fmt.Errorf("%w: label out of {0,1}", errBadCheckpoint)
+		}
+	}
+	for _, s := range d.State.ShadowJoins {
+		if s.Actual > 1 || s.Predicted > 1 {
+			return aggState{}, joinState{}, fmt.Errorf("%w: shadow label out of {0,1}", errBadCheckpoint)
 		}
 	}
 	if n := len(d.State.LatencyCounts); n != 0 && n != len(latencyBuckets)+1 {
-		return aggState{}, fmt.Errorf("%w: %d latency buckets, want %d", errBadCheckpoint, n, len(latencyBuckets)+1)
+		return aggState{}, joinState{}, fmt.Errorf("%w: %d latency buckets, want %d", errBadCheckpoint, n, len(latencyBuckets)+1)
 	}
-	return d.State, nil
+	return d.State, d.Join, nil
 }
 
-// checkpoint saves the aggregates and the ledger sequence they include.
+// checkpoint saves the aggregates, the open joins and the input positions
+// they include, as one consistent copy taken under the fold's lock.
 func (m *Monitor) checkpoint(ctx context.Context) error {
+	// Copy under the lock, encode outside it: the fold goes on meanwhile.
 	m.mu.Lock()
-	b, err := encodeCheckpoint(m.cfg.Ledger.Stream, &m.agg.st)
+	m.join.prune(m.now())
+	st, js := m.agg.st.clone(), m.join.state()
 	m.mu.Unlock()
+	b, err := encodeCheckpoint(m.subjects.Prefix, &st, js)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
 	defer cancel()
-	if _, err := m.state.Put(ctx, checkpointKey, b); err != nil {
+	if _, err := m.state.PutBytes(ctx, checkpointKey, b); err != nil {
 		return fmt.Errorf("saving checkpoint: %w", err)
 	}
 	return nil
 }
 
-// loadCheckpoint restores the aggregates from the state bucket. Without a
-// usable checkpoint the fold starts empty and the whole ledger is replayed.
+// loadCheckpoint restores the aggregates and the joins from the state
+// bucket. Without a usable checkpoint the fold starts empty and the input
+// streams are read from their start.
 func (m *Monitor) loadCheckpoint(ctx context.Context) error {
-	e, err := m.state.Get(ctx, checkpointKey)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	b, err := m.state.GetBytes(ctx, checkpointKey)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("reading checkpoint: %w", err)
 	}
-	st, err := decodeCheckpoint(m.cfg.Ledger.Stream, e.Value())
+	st, js, err := decodeCheckpoint(m.subjects.Prefix, b)
+	if err == nil {
+		m.mu.Lock()
+		err = m.join.restore(js)
+		if err == nil {
+			m.agg.restore(st)
+		}
+		m.mu.Unlock()
+	}
 	if err != nil {
-		m.log.Warn("ignoring checkpoint; replaying the whole ledger", "err", err)
+		m.log.Warn("ignoring checkpoint; reading the input streams from their start", "err", err)
 		return nil
 	}
-	m.mu.Lock()
-	m.agg.restore(st)
-	m.mu.Unlock()
-	m.log.Info("checkpoint loaded", "ledger_sequence", st.Seq)
+	m.log.Info("checkpoint loaded", "positions", st.Positions, "open_joins", len(js.Open))
 	return nil
 }

@@ -38,80 +38,48 @@ type Config struct {
 	// window when either WindowSize or WindowDuration excludes it.
 	WindowDuration time.Duration `koanf:"window_duration"`
 	// LabelDeadline is how long a prediction waits for its outcome (and an
-	// outcome for its prediction) before the pending join expires. It is the
-	// TTL of the pending bucket, so it bounds the bucket's size.
+	// outcome for its prediction) before the pending join expires, counted
+	// from the join entry's last change. It bounds the open joins held in
+	// memory (and in the checkpoint).
 	LabelDeadline time.Duration `koanf:"label_deadline"`
 	// EvaluationInterval is how often the alert rules are evaluated when no
 	// update arrives (they are also evaluated right after each batch).
 	EvaluationInterval time.Duration `koanf:"evaluation_interval"`
-	// CheckpointInterval is how often the aggregates are saved to the state
-	// bucket so a restart replays only the ledger written since.
+	// CheckpointInterval is how often the aggregates, the open joins and the
+	// input positions are saved to the state bucket, so a restart reads only
+	// the inputs written since.
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
 	// Rules are the alert rules.
 	Rules []Rule `koanf:"rules"`
 
-	// PendingBucket is the KV bucket holding the pending side of each join.
-	PendingBucket string `koanf:"pending_bucket"`
-	// StateBucket is the KV bucket holding the aggregate checkpoint.
+	// StateBucket is the object store bucket holding the checkpoint.
 	StateBucket string `koanf:"state_bucket"`
-	// JoinedBucket is the KV bucket of "already resolved" markers, one small
-	// value per joined (or unscorable) record, kept for JoinedTTL. It
-	// recognises a duplicate prediction or outcome that arrives after the
-	// record's pending entry expired with the label deadline.
-	JoinedBucket string `koanf:"joined_bucket"`
-	// JoinedTTL is how long a resolved record is remembered: a duplicate of
-	// either side arriving later than this is counted again. Each remembered
-	// record costs one key (≈ 150 bytes of server memory and disk), so it
-	// bounds the bucket: records per day × days.
+	// JoinedTTL is how long a resolved record is remembered after its join
+	// entry expired: a duplicate of either side arriving later than this is
+	// counted again. Each remembered record costs ≈ 50 bytes of memory and of
+	// checkpoint: records per day × days.
 	JoinedTTL time.Duration `koanf:"joined_ttl"`
-	// Ledger is the monitor's own event stream (see doc.go).
-	Ledger LedgerConfig `koanf:"ledger"`
-	// Replicas is the number of copies of the ledger and the buckets (1, 3 or
-	// 5). The consumers on the shared streams have as many as their stream.
+	// Replicas is the number of copies of the state bucket (1, 3 or 5). The
+	// audit consumer has as many as its stream.
 	Replicas int `koanf:"replicas"`
 
-	// Consumer tunes the three durable input consumers.
+	// Consumer tunes the input readers and the audit consumer.
 	Consumer ConsumerConfig `koanf:"consumer"`
-	// OpTimeout bounds one JetStream request (KV get/update, publish).
+	// OpTimeout bounds one JetStream request (checkpoint, alert publish).
 	OpTimeout time.Duration `koanf:"op_timeout"`
 	// ShutdownTimeout bounds the drain on shutdown.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 }
 
-// LedgerConfig configures the ledger stream.
-type LedgerConfig struct {
-	// Stream is the stream name.
-	Stream string `koanf:"stream"`
-	// MaxAge is the ledger's retention. The checkpoint makes restarts
-	// independent of it, but a monitor stopped for longer loses the events
-	// that expired meanwhile.
-	MaxAge time.Duration `koanf:"max_age"`
-	// DuplicateWindow is how long an event id is remembered. It must cover the
-	// redelivery horizon of the input consumers (a message whose event was
-	// stored but whose KV update was not): AckWait plus the NAK backoff.
-	DuplicateWindow time.Duration `koanf:"duplicate_window"`
-}
-
-// ConsumerConfig tunes the durable pull consumers on PREDICTIONS, OUTCOMES and
-// DEADLETTER.
+// ConsumerConfig tunes the ordered readers of PREDICTIONS, OUTCOMES and
+// DEADLETTER and the durable audit consumer.
 type ConsumerConfig struct {
-	// Workers is the number of concurrent Consume loops per consumer. A
-	// loop only decodes its messages and queues them on the lanes, so one
-	// or two suffice; the concurrency that matters is Lanes.
-	Workers int `koanf:"workers"`
-	// Lanes is how many inputs are recorded at once, across all inputs. An
-	// input goes to the lane of its (source, record_id), so two inputs for
-	// the same record are handled in order; the lanes overlap the JetStream
-	// round trips of different records (each input costs several sequential
-	// ones: KV get, ledger publish, KV compare-and-set), so joins per second
-	// grow with the inputs in flight (see BENCHMARKS.md).
-	Lanes int `koanf:"lanes"`
-	// BatchSize is PullMaxMessages of each loop.
+	// BatchSize is PullMaxMessages of each reader.
 	BatchSize int `koanf:"batch_size"`
-	// MaxAckPending bounds messages delivered but not yet acked; it must be at
-	// least Workers × BatchSize or delivery stalls.
+	// MaxAckPending bounds the audit entries delivered but not yet acked.
 	MaxAckPending int `koanf:"max_ack_pending"`
-	// AckWait is how long a delivered message may stay unacked before redelivery.
+	// AckWait is how long a delivered audit entry may stay unacked before
+	// redelivery.
 	AckWait time.Duration `koanf:"ack_wait"`
 	// RetryDelay is the first NAK delay after a transient failure; it doubles
 	// with each delivery up to 30 s.
@@ -170,21 +138,12 @@ func DefaultConfig() Config {
 		EvaluationInterval: time.Second,
 		CheckpointInterval: 30 * time.Second,
 		Rules:              DefaultRules(),
-		PendingBucket:      "CARDIO_MONITOR_PENDING",
 		StateBucket:        "CARDIO_MONITOR_STATE",
-		JoinedBucket:       "CARDIO_MONITOR_JOINED",
 		JoinedTTL:          7 * 24 * time.Hour,
-		Ledger: LedgerConfig{
-			Stream:          "MONITOR_LEDGER",
-			MaxAge:          30 * 24 * time.Hour,
-			DuplicateWindow: time.Hour,
-		},
-		Replicas: 1,
+		Replicas:           1,
 		Consumer: ConsumerConfig{
-			Workers:       2,
-			Lanes:         256,
-			BatchSize:     500,
-			MaxAckPending: 5000,
+			BatchSize:     1000,
+			MaxAckPending: 1000,
 			AckWait:       30 * time.Second,
 			RetryDelay:    500 * time.Millisecond,
 		},
@@ -212,47 +171,21 @@ func (c Config) Validate() error {
 	if c.CheckpointInterval < 100*time.Millisecond {
 		add("monitor.checkpoint_interval: %s must be at least 100ms", c.CheckpointInterval)
 	}
-	if !validBucket(c.PendingBucket) {
-		add("monitor.pending_bucket: %q must be 1-64 letters, digits, '_' or '-'", c.PendingBucket)
-	}
 	if !validBucket(c.StateBucket) {
 		add("monitor.state_bucket: %q must be 1-64 letters, digits, '_' or '-'", c.StateBucket)
 	}
-	if c.PendingBucket == c.StateBucket && c.PendingBucket != "" {
-		add("monitor.state_bucket: %q must differ from monitor.pending_bucket", c.StateBucket)
-	}
-	if !validBucket(c.JoinedBucket) {
-		add("monitor.joined_bucket: %q must be 1-64 letters, digits, '_' or '-'", c.JoinedBucket)
-	} else if c.JoinedBucket == c.PendingBucket || c.JoinedBucket == c.StateBucket {
-		add("monitor.joined_bucket: %q must differ from monitor.pending_bucket and monitor.state_bucket", c.JoinedBucket)
-	}
 	if c.JoinedTTL < c.LabelDeadline {
 		add("monitor.joined_ttl: %s must be at least monitor.label_deadline (%s), or a duplicate arriving after the deadline is counted again", c.JoinedTTL, c.LabelDeadline)
-	}
-	if !validBucket(c.Ledger.Stream) {
-		add("monitor.ledger.stream: %q must be 1-64 letters, digits, '_' or '-'", c.Ledger.Stream)
-	}
-	if c.Ledger.MaxAge < c.WindowDuration || c.Ledger.MaxAge <= 0 {
-		add("monitor.ledger.max_age: %s must be positive and at least monitor.window_duration (%s)", c.Ledger.MaxAge, c.WindowDuration)
-	}
-	if min := c.Consumer.AckWait + 30*time.Second; c.Ledger.DuplicateWindow < min {
-		add("monitor.ledger.duplicate_window: %s must be at least consumer.ack_wait + 30s (%s) to cover redeliveries", c.Ledger.DuplicateWindow, min)
 	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		add("monitor.replicas: %d is not 1, 3 or 5", c.Replicas)
 	}
 	cc := c.Consumer
-	if cc.Workers < 1 || cc.Workers > 64 {
-		add("monitor.consumer.workers: %d is outside 1..64", cc.Workers)
-	}
-	if cc.Lanes < 1 || cc.Lanes > 4096 {
-		add("monitor.consumer.lanes: %d is outside 1..4096", cc.Lanes)
-	}
 	if cc.BatchSize < 1 || cc.BatchSize > 10000 {
 		add("monitor.consumer.batch_size: %d is outside 1..10000", cc.BatchSize)
 	}
-	if cc.MaxAckPending < cc.Workers*cc.BatchSize {
-		add("monitor.consumer.max_ack_pending: %d must be at least workers × batch_size (%d) or delivery stalls", cc.MaxAckPending, cc.Workers*cc.BatchSize)
+	if cc.MaxAckPending < 100 {
+		add("monitor.consumer.max_ack_pending: %d must be at least 100 (the audit consumer pulls 100 at a time)", cc.MaxAckPending)
 	}
 	if cc.AckWait < time.Second {
 		add("monitor.consumer.ack_wait: %s must be at least 1s", cc.AckWait)

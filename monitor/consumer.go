@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,84 +9,125 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cardiostream/cardiostream/internal/streams"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
-// input is one of the three streams the monitor consumes.
-type input struct {
-	name     string // metric label: predictions, outcomes, deadletter
-	stream   string
-	consumer string
-	kind     string // subject kind token and ledger event kind
-	decode   func(m *Monitor, data []byte, source string, at time.Time) (event, error)
-	// filter and process, when set, replace the <prefix>.<kind>.* filter
-	// and the ledger path (the audit input raises alerts instead).
-	filter  string
-	process func(m *Monitor, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error
+// reader is one input stream the monitor folds, read with an ordered
+// consumer from the checkpoint's position. Every monitor process reads all
+// of each input itself; nothing is acked, so several monitors (and
+// `cardiostream model compare`) can read the same streams independently and
+// each computes the same numbers.
+type reader struct {
+	name    string // metric label and checkpoint position: predictions, outcomes, deadletter
+	stream  string
+	filters []string
 }
 
-// ConsumerShadow is the durable consumer of shadow predictions
-// (<prefix>.predictions.shadow.*) on PREDICTIONS.
-const ConsumerShadow = "monitor-shadow"
-
-func (m *Monitor) inputs() []input {
-	return []input{
-		{name: "predictions", stream: schemas.StreamPredictions, consumer: streams.ConsumerMonitorPredictions, kind: "predictions", decode: decodePrediction},
-		{name: "shadow", stream: schemas.StreamPredictions, consumer: ConsumerShadow, kind: schemas.ShadowKind, decode: decodeShadow},
-		{name: "outcomes", stream: schemas.StreamOutcomes, consumer: streams.ConsumerMonitorOutcomes, kind: "outcomes", decode: decodeOutcome},
-		{name: "deadletter", stream: schemas.StreamDeadLetter, consumer: streams.ConsumerMonitorDeadLetter, kind: "deadletter", decode: decodeDeadLetter},
-		{name: "audit", stream: schemas.StreamAudit, consumer: ConsumerAudit, filter: m.subjects.Audit(schemas.AuditArtifactRefused), process: processAudit},
+func (m *Monitor) readers() []reader {
+	p := m.subjects.Prefix
+	return []reader{
+		// Main and shadow predictions share the stream; one reader keeps
+		// them in stream order. Each filter takes exactly one token after
+		// its kind, so <prefix>.predictions.shadow.<source> is never read
+		// as a main prediction.
+		{name: "predictions", stream: schemas.StreamPredictions, filters: []string{p + ".predictions.*", p + "." + schemas.ShadowKind + ".*"}},
+		{name: "outcomes", stream: schemas.StreamOutcomes, filters: []string{p + ".outcomes.*"}},
+		{name: "deadletter", stream: schemas.StreamDeadLetter, filters: []string{p + ".deadletter.*"}},
 	}
 }
 
-// consumerConfig is the durable consumer of in. Its filter takes exactly one
-// token after the kind, so <prefix>.predictions.shadow.<source> is not
-// counted as a prediction (the shadow input's kind is "predictions.shadow").
+// legacyConsumers are the durable consumers of the design before the
+// readers (each input was acked after a KV and ledger write); setup removes
+// them so that they do not linger with an ever-growing pending count.
+var legacyConsumers = []struct{ stream, name string }{
+	{schemas.StreamPredictions, "monitor-predictions"},
+	{schemas.StreamPredictions, "monitor-shadow"},
+	{schemas.StreamOutcomes, "monitor-outcomes"},
+	{schemas.StreamDeadLetter, "monitor-deadletter"},
+}
+
+// decodeInput decodes one message of r into its event (At and Ord are set
+// by the caller). The metric label of the input is returned for errors.
+func (m *Monitor) decodeInput(r reader, msg jetstream.Msg) (event, string, error) {
+	subject := msg.Subject()
+	switch r.name {
+	case "predictions":
+		if source, ok := m.subjects.SourceOf(schemas.ShadowKind, subject); ok {
+			ev, err := decodeShadow(msg.Data(), source)
+			return ev, "shadow", err
+		}
+		if source, ok := m.subjects.SourceOf("predictions", subject); ok {
+			ev, err := decodePrediction(msg.Data(), source)
+			return ev, "predictions", err
+		}
+	case "outcomes":
+		if source, ok := m.subjects.SourceOf("outcomes", subject); ok {
+			ev, err := decodeOutcome(msg.Data(), source)
+			return ev, "outcomes", err
+		}
+	case "deadletter":
+		if source, ok := m.subjects.SourceOf("deadletter", subject); ok {
+			ev, err := decodeDeadLetter(msg.Data(), source)
+			return ev, "deadletter", err
+		}
+	}
+	return event{}, r.name, fmt.Errorf("%w: subject %q has no valid source token", errInvalidInput, subject)
+}
+
+// input is the durable consumer the monitor acks: the audit entries that
+// raise alerts (audit.go).
+type input struct {
+	name     string // metric label
+	stream   string
+	consumer string
+	filter   string
+	process  func(m *Monitor, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error
+}
+
+func (m *Monitor) auditInput() input {
+	return input{name: "audit", stream: schemas.StreamAudit, consumer: ConsumerAudit, filter: m.subjects.Audit(schemas.AuditArtifactRefused), process: processAudit}
+}
+
+// consumerConfig is the durable consumer of in.
 func (m *Monitor) consumerConfig(in input) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       in.consumer,
-		Description:   "cardiostream monitor: joins and metrics",
-		FilterSubject: cmp.Or(in.filter, m.subjects.Prefix+"."+in.kind+".*"),
+		Description:   "cardiostream monitor: alerts from audit entries",
+		FilterSubject: in.filter,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       m.cfg.Consumer.AckWait,
-		MaxDeliver:    -1, // a transient failure must not lose a metric
+		MaxDeliver:    -1, // a transient failure must not lose an alert
 		MaxAckPending: m.cfg.Consumer.MaxAckPending,
-		// Replicas 0: inherit the input stream's. Replicas (the ledger's
-		// and buckets') may differ from the shared streams': a consumer
-		// cannot have more replicas than its stream (the server refuses
-		// it, and the monitor never became ready), and one with fewer
-		// would lose its position with its node.
+		// Replicas 0: inherit the stream's. A consumer cannot have more
+		// replicas than its stream, and one with fewer would lose its
+		// position with its node.
 	}
 }
 
-func decodePrediction(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
-	var p schemas.Prediction
-	if err := json.Unmarshal(data, &p); err != nil {
+func decodePrediction(data []byte, source string) (event, error) {
+	// The summary decoder reads only what the monitor needs, and refuses a
+	// record id no record can have (the scorer only writes valid ones): a
+	// forged prediction must not make the monitor hold a 70 KB id.
+	p, err := schemas.DecodePredictionSummary(data)
+	if err != nil {
 		return event{}, fmt.Errorf("%w: prediction: %w", errInvalidInput, err)
 	}
-	// The id must be one a record can have (the scorer only writes those):
-	// it goes into ledger message ids, and a forged one of 70 KB would be
-	// refused by the server on every retry.
-	if !schemas.ValidID(p.RecordID) || !validLabel(p.Label) {
-		return event{}, fmt.Errorf("%w: prediction: record_id not a valid record id or label %d not 0/1", errInvalidInput, p.Label)
-	}
-	return event{V: ledgerVersion, Kind: kindPrediction, Source: source, RecordID: p.RecordID, At: at, Label: p.Label, LatencyMS: p.LatencyMS, Version: p.Model.Version}, nil
+	return event{Kind: kindPrediction, Source: source, RecordID: p.RecordID, Label: p.Label, LatencyMS: p.LatencyMS, Version: p.ModelVersion}, nil
 }
 
-func decodeShadow(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
-	var p schemas.Prediction
-	if err := json.Unmarshal(data, &p); err != nil {
+func decodeShadow(data []byte, source string) (event, error) {
+	p, err := schemas.DecodePredictionSummary(data)
+	if err != nil {
 		return event{}, fmt.Errorf("%w: shadow prediction: %w", errInvalidInput, err)
 	}
-	if p.RecordID == "" || !validLabel(p.Label) || p.Model.Version == "" {
-		return event{}, fmt.Errorf("%w: shadow prediction: record_id or model.version empty, or label %d not 0/1", errInvalidInput, p.Label)
+	if p.ModelVersion == "" {
+		return event{}, fmt.Errorf("%w: shadow prediction: model.version is empty", errInvalidInput)
 	}
-	return event{V: ledgerVersion, Kind: kindShadow, Source: source, RecordID: p.RecordID, At: at, Label: p.Label, Version: p.Model.Version}, nil
+	return event{Kind: kindShadow, Source: source, RecordID: p.RecordID, Label: p.Label, Version: p.ModelVersion}, nil
 }
 
-func decodeOutcome(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
+func decodeOutcome(data []byte, source string) (event, error) {
 	o, err := schemas.DecodeOutcome(data)
 	if err != nil {
 		return event{}, fmt.Errorf("%w: outcome: %w", errInvalidInput, err)
@@ -95,10 +135,10 @@ func decodeOutcome(_ *Monitor, data []byte, source string, at time.Time) (event,
 	if o.RecordID == "" || !validLabel(o.Label) {
 		return event{}, fmt.Errorf("%w: outcome: record_id empty or label %d not 0/1", errInvalidInput, o.Label)
 	}
-	return event{V: ledgerVersion, Kind: kindOutcome, Source: source, RecordID: o.RecordID, At: at, Label: o.Label}, nil
+	return event{Kind: kindOutcome, Source: source, RecordID: o.RecordID, Label: o.Label}, nil
 }
 
-func decodeDeadLetter(_ *Monitor, data []byte, source string, at time.Time) (event, error) {
+func decodeDeadLetter(data []byte, source string) (event, error) {
 	var d schemas.DeadLetter
 	if err := json.Unmarshal(data, &d); err != nil {
 		return event{}, fmt.Errorf("%w: dead letter: %w", errInvalidInput, err)
@@ -106,32 +146,17 @@ func decodeDeadLetter(_ *Monitor, data []byte, source string, at time.Time) (eve
 	if d.RecordID != "" && !schemas.ValidID(d.RecordID) { // empty: the payload had no readable id
 		return event{}, fmt.Errorf("%w: dead letter: record_id is not a valid record id", errInvalidInput)
 	}
-	return event{V: ledgerVersion, Kind: kindDeadLetter, Source: source, RecordID: d.RecordID, At: at, Stage: stageLabel(d.Stage)}, nil
+	return event{Kind: kindDeadLetter, Source: source, RecordID: d.RecordID, Stage: stageLabel(d.Stage)}, nil
 }
 
-// handle decodes one input message and queues it on its lane (see lanes);
-// the audit input, and a message that cannot be decoded, are finished here.
-func (m *Monitor) handle(ctx context.Context, ln *lanes, in input, msg jetstream.Msg, errs *errorLog) {
+// handle processes one message of a durable input and acks it.
+func (m *Monitor) handle(ctx context.Context, in input, msg jetstream.Msg, errs *errorLog) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Term()
 		return
 	}
-	if in.process != nil {
-		m.finish(in, msg, meta, errs, in.process(m, ctx, msg, meta))
-		return
-	}
-	source, ok := m.subjects.SourceOf(in.kind, msg.Subject())
-	if !ok {
-		m.finish(in, msg, meta, errs, fmt.Errorf("%w: subject %q has no valid source token", errInvalidInput, msg.Subject()))
-		return
-	}
-	ev, err := in.decode(m, msg.Data(), source, m.now())
-	if err != nil {
-		m.finish(in, msg, meta, errs, err)
-		return
-	}
-	ln.dispatch(job{in: in, msg: msg, meta: meta, ev: ev, errs: errs})
+	m.finish(in, msg, meta, errs, in.process(m, ctx, msg, meta))
 }
 
 // finish acks a message according to the result of processing it: success →

@@ -6,79 +6,66 @@
 // Prometheus, evaluates alert rules and publishes every alert transition to
 // the ALERTS stream (<prefix>.alerts.<rule>, schemas.Alert).
 //
-// It owns: the durable consumers monitor-predictions (filter
-// <prefix>.predictions.*, so shadow predictions are not counted as
-// predictions), monitor-shadow (<prefix>.predictions.shadow.*),
-// monitor-outcomes, monitor-deadletter and monitor-audit
-// (<prefix>.audit.model.artifact_refused, see audit.go); the
-// pending bucket (KV, default CARDIO_MONITOR_PENDING, TTL = label_deadline);
-// the ledger stream (default MONITOR_LEDGER, <prefix>.monitor.ledger.<kind>.<source>);
-// the joined bucket (default CARDIO_MONITOR_JOINED, TTL joined_ttl); the
-// state bucket holding the checkpoint (default CARDIO_MONITOR_STATE);
-// and publishing to ALERTS. It does not deliver webhooks (monitor/webhook
-// consumes ALERTS).
+// It reads PREDICTIONS (<prefix>.predictions.* and
+// <prefix>.predictions.shadow.*), OUTCOMES and DEADLETTER with ordered
+// consumers: nothing is acked, and every monitor process reads all of each
+// input itself, so several monitors report the same numbers. It owns the
+// state bucket (an object store, default CARDIO_MONITOR_STATE) holding its
+// checkpoint, the durable consumer monitor-audit
+// (<prefix>.audit.model.artifact_refused, see audit.go), and publishing to
+// ALERTS. It does not deliver webhooks (monitor/webhook consumes ALERTS).
 //
-// It imports schemas and internal/streams only; it must not import scorer,
-// ingest, monitor/webhook or cmd.
+// It imports schemas only; it must not import scorer, ingest,
+// monitor/webhook or cmd.
 //
-// # Joins survive restarts
+// # The metrics are a fold over the input streams
 //
-// The pending side of every join lives in the pending bucket, one key per
-// (source, record_id): "r." + hex of the first 128 bits of SHA-256 over
-// source, NUL, record_id (client ids are not valid KV keys). The value
-// holds each side's label and arrival time (never patient features) and a
-// "resolved" flag, and every change is a compare-and-set on the key's
-// revision, so concurrent handlers, in one process or several, agree on
-// which of them completes a join. For each input the handler reads the
-// entry, publishes the input's ledger event and, if both sides are then
-// present, the join event (with the joined marker, below, concurrently),
-// then CASes its side, and the resolved flag, into the entry in one write.
-// Inputs are acked only after those writes succeed; a
-// redelivery at any point either finds its side already recorded (a
-// duplicate: not counted again) or repeats a ledger publish that the
-// ledger's Nats-Msg-Id deduplication drops. An outcome whose record was
-// dead-lettered resolves as "unscorable" the same way. Entries expire with
-// the label deadline, which bounds the bucket. Before an entry is marked
-// resolved, a one-byte marker under the same key goes to the joined bucket
-// (default CARDIO_MONITOR_JOINED, TTL joined_ttl, default 7 days); an input
-// that finds no pending entry but a marker is a late duplicate of a joined
-// record and is dropped (cardiostream_monitor_late_duplicates_total). A
-// duplicate arriving after joined_ttl, or a duplicate of a side whose entry
-// expired unresolved, is still counted again: nothing remembers it.
+// The input streams are the monitor's ledger: the server already stores
+// every prediction, outcome and dead letter durably and in order, so the
+// monitor writes nothing per input. Each reader decodes its messages and
+// folds each, under one lock, into the join (join.go) and the aggregates
+// (aggregate.go), together with the stream sequence it has reached. The join
+// keeps, in memory, the open joins by (source, record_id) (a 128-bit hash of
+// both: the sides seen so far, their labels and times, never patient data)
+// and, for joined_ttl, what each resolved record resolved to. A prediction
+// and its outcome join whichever arrives first; an outcome whose record was
+// dead-lettered resolves as "unscorable". A second input of a side already
+// recorded, or any input of a record resolved within joined_ttl, is a
+// duplicate and is not counted again (the latter counted in
+// cardiostream_monitor_late_duplicates_total); a shadow prediction of a
+// resolved record is still joined with what the record resolved to. An
+// open join expires label_deadline after its last change (the monitor's
+// clock): a side arriving later opens a new join, and the old one counts as
+// expired.
 //
-// Within a process, each consume loop only decodes its messages and queues
-// each on one of Consumer.Lanes lanes chosen by (source, record_id): the
-// lanes overlap the round trips of different records, and two inputs for
-// the same record are handled one after the other in delivery order. On
-// shutdown the queued inputs are finished (until ShutdownTimeout) before
-// the final checkpoint; an input not finished stays unacked and is
-// redelivered.
+// Every CheckpointInterval (and at shutdown) a copy of the whole fold
+// (aggregates, windows, open joins, resolved records, input positions),
+// taken under the lock, is saved to the state bucket; on start it is loaded
+// and each input is read from the position after it (or from its start when
+// there is no usable checkpoint). The checkpoint is consistent: it holds
+// exactly the inputs up to its positions. So a restart, even after SIGKILL,
+// counts each input once and ends with the numbers of an uninterrupted run.
+// Ready reports nil once each reader has reached its stream's last
+// sequence at start-up. Counts from the checkpoint onward depend on the
+// streams still holding those inputs (their retention).
 //
-// # The metrics are a fold over the ledger
-//
-// Every aggregate is a pure function of the ledger: one event per distinct
-// input (prediction, outcome, dead letter) and one per resolution (join,
-// unscorable), each stamped with the monitor's clock. Every monitor process
-// reads the whole ledger with its own ordered consumer, so several monitors
-// report the same numbers, and a restart gives exactly the numbers of an
-// uninterrupted run: every CheckpointInterval (and at shutdown) the fold's
-// state (counters, confusion matrix, latency histogram, window samples,
-// pending counts) is saved with the ledger sequence it includes; on start
-// the checkpoint is loaded and the ledger replayed from the next sequence
-// (or from its start when there is no usable checkpoint). Ready reports nil
-// once that replay has reached the ledger's end as it was at start-up.
-// Counts from the checkpoint onward depend on the ledger still holding
-// those events (ledger.max_age, default 30 days).
+// Memory and checkpoint size grow with the open joins (about 250 bytes
+// each: the predictions waiting for their outcome within label_deadline)
+// and the resolved records remembered for joined_ttl (about 100 bytes each).
 //
 // Windows: a sample (a join; a prediction's latency; a prediction or dead
 // letter for the error rate; a shadow join) is in the window when it is
 // among the last window_size samples of its kind AND younger than
-// window_duration at the evaluation instant.
+// window_duration at the evaluation instant. "Last" is by data time (an
+// input's stream timestamp; a join's is the later of its two sides'), so
+// the window holds the same samples whatever order the three inputs were
+// read in, and after a restart; "younger" is by the monitor's clock when the
+// sample was folded.
 //
 // # Per model version
 //
-// Every prediction names its model version; the ledger carries it, so the
-// per-version metrics are part of the same fold. Role "active": the joins
+// Every prediction names its model version, so the per-version metrics are
+// part of the same fold. Role "active": the joins
 // of main predictions, grouped by the version that made them (during a
 // swap both versions appear). Role "shadow": a shadow prediction is
 // recorded in the record's pending entry beside the main sides (not as a
@@ -96,14 +83,13 @@
 // the label deadline is counted but never joined.
 //
 // Pending gauges count the sides opened in the last label_deadline and not
-// yet resolved; older ones are reported as expired (the bucket has dropped
-// them).
+// yet resolved; older ones are reported as expired.
 //
 // # Alerts
 //
 // Each rule moves inactive → pending (breached, waiting for "for") → firing
 // → inactive, evaluated every evaluation_interval and right after each
-// ledger batch, only once the replay is done. Firing and resolving each
+// input batch, only once the monitor is ready. Firing and resolving each
 // publish one schemas.Alert with id <rule>-<starts_at unix ns>-firing or
 // -resolved (repeats: -firing-repeat-<n>), published with Nats-Msg-Id = id
 // and the rule subject's expected last sequence, so a retry is deduplicated

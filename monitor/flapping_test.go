@@ -71,7 +71,6 @@ func TestNoFlapping(t *testing.T) {
 	cfg.WindowSize = 100
 	cfg.WindowDuration = 24 * time.Hour
 	cfg.EvaluationInterval = 10 * time.Millisecond
-	cfg.Consumer.Workers, cfg.Consumer.Lanes = 1, 1 // joins in outcome order
 	for i := range tests {
 		r := &tests[i].rule
 		r.Metric, r.Comparator, r.Threshold, r.Severity = MetricAccuracy, "<", 0.80, "critical"

@@ -2,61 +2,49 @@ package monitor
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
-// FuzzDecodeEvent: a ledger message never panics the fold, and an accepted
-// event folds without panicking.
-func FuzzDecodeEvent(f *testing.F) {
-	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, ev := range []event{
-		{V: 1, Kind: kindPrediction, Source: "s", RecordID: "r", At: at, Label: 1, LatencyMS: 3, Pending: true},
-		{V: 1, Kind: kindJoin, Source: "s", RecordID: "r", At: at, Predicted: 1, Actual: 0, PredictionAt: &at, OutcomeAt: &at},
-		{V: 1, Kind: kindUnscorable, Source: "s", RecordID: "r", At: at, DeadLetterAt: &at, OutcomeAt: &at},
-		{V: 1, Kind: kindDeadLetter, Source: "s", At: at, Stage: schemas.StageDecode},
-	} {
-		b, _ := json.Marshal(ev)
-		f.Add(b)
-	}
-	f.Add([]byte(`{"v":1,"kind":"join","actual":7}`))
-	f.Add([]byte(`{"v":2}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		ev, err := decodeEvent(data)
-		if err != nil {
-			return
-		}
-		a := newAggregator(DefaultConfig())
-		a.apply(1, ev)
-		_ = a.window(at)
-		_ = a.pending(sidePrediction, at)
-	})
-}
-
 // FuzzDecodeCheckpoint: a corrupt checkpoint is rejected or restores a state
 // the fold can use.
 func FuzzDecodeCheckpoint(f *testing.F) {
 	a := newAggregator(DefaultConfig())
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a.apply(1, event{V: 1, Kind: kindPrediction, At: at, LatencyMS: 4, Pending: true})
-	a.apply(2, event{V: 1, Kind: kindJoin, At: at, Actual: 1, Predicted: 1, PredictionAt: &at})
-	b, err := encodeCheckpoint("L", &a.st)
+	a.apply(event{Kind: kindPrediction, At: at, LatencyMS: 4, Pending: true})
+	a.apply(event{Kind: kindJoin, At: at, Actual: 1, Predicted: 1, PredictionAt: &at})
+	j := newJoiner(DefaultConfig())
+	j.fold(a, event{Kind: kindPrediction, Source: "s", RecordID: "open", At: at, Label: 1})
+	j.fold(a, event{Kind: kindPrediction, Source: "s", RecordID: "x", At: at, Label: 1})
+	j.fold(a, event{Kind: kindOutcome, Source: "s", RecordID: "x", At: at, Label: 0})
+	j.prune(at.Add(48 * time.Hour))
+	j.fold(a, event{Kind: kindShadow, Source: "s", RecordID: "y", At: at, Label: 1, Version: "2"})
+	b, err := encodeCheckpoint("L", &a.st, j.state())
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(b)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := decodeCheckpoint("L", data)
+		st, js, err := decodeCheckpoint("L", data)
 		if err != nil {
 			return
 		}
-		a := newAggregator(DefaultConfig())
+		a, j := newAggregator(DefaultConfig()), newJoiner(DefaultConfig())
+		if err := j.restore(js); err != nil {
+			return
+		}
 		a.restore(st)
-		a.apply(st.Seq+1, event{V: 1, Kind: kindJoin, At: at, Actual: 1, Predicted: 0, OutcomeAt: &at})
+		for _, k := range []string{kindPrediction, kindOutcome, kindDeadLetter, kindShadow} {
+			j.fold(a, event{Kind: k, Source: "s", RecordID: "y", At: at, Label: 1, Version: "2"})
+			j.fold(a, event{Kind: k, Source: "s", RecordID: "x", At: at, Label: 0, Version: "2"})
+		}
+		j.prune(at.Add(time.Hour))
 		_ = a.window(at)
+		_ = a.versions(at)
 	})
 }
 
@@ -73,57 +61,88 @@ func FuzzDecodeAlert(f *testing.F) {
 	})
 }
 
+// TestCheckpointRoundTrip: a restored checkpoint continues exactly like the
+// state it was taken from: the aggregates, the open joins, the resolved
+// records remembered for late duplicates.
 func TestCheckpointRoundTrip(t *testing.T) {
 	cfg := DefaultConfig()
-	a := newAggregator(cfg)
+	cfg.LabelDeadline = time.Hour
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a.apply(1, event{V: 1, Kind: kindPrediction, At: at, LatencyMS: 4, Pending: true})
-	a.apply(2, event{V: 1, Kind: kindDeadLetter, At: at, Stage: schemas.StageScore})
-	a.apply(3, event{V: 1, Kind: kindJoin, At: at, Actual: 1, Predicted: 1, PredictionAt: &at})
-	b, err := encodeCheckpoint("L", &a.st)
+	at2 := at.Add(time.Hour)
+	a, j := newAggregator(cfg), newJoiner(cfg)
+	fold := func(a *aggregator, j *joiner, evs ...event) (late int) {
+		for _, ev := range evs {
+			if !j.fold(a, ev) {
+				late++
+			}
+		}
+		return late
+	}
+	fold(a, j,
+		event{Kind: kindPrediction, Source: "s", RecordID: "joined", At: at, Ord: 1, Label: 1, LatencyMS: 4, Version: "1"},
+		event{Kind: kindOutcome, Source: "s", RecordID: "joined", At: at, Ord: 2, Label: 1},
+		event{Kind: kindPrediction, Source: "s", RecordID: "open", At: at2, Ord: 3, Label: 0, Version: "1"},
+		event{Kind: kindShadow, Source: "s", RecordID: "open", At: at2, Ord: 4, Label: 1, Version: "2"},
+		event{Kind: kindDeadLetter, Source: "s", RecordID: "dead", At: at2, Ord: 5, Stage: schemas.StageScore},
+	)
+	j.prune(at.Add(90 * time.Minute)) // "joined" expires into done; "open" and "dead" stay
+	b, err := encodeCheckpoint("cardio", &a.st, j.state())
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := decodeCheckpoint("L", b)
+	st, js, err := decodeCheckpoint("cardio", b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newAggregator(cfg)
-	r.restore(st)
-	if got, want := r.window(at), a.window(at); got != want {
-		t.Fatalf("restored window %+v, want %+v", got, want)
+	ra, rj := newAggregator(cfg), newJoiner(cfg)
+	if err := rj.restore(js); err != nil {
+		t.Fatal(err)
 	}
-	if r.st.Seq != 3 || r.st.Predictions != 1 || r.st.DeadByStage[schemas.StageScore] != 1 || r.st.Confusion[1][1] != 1 {
-		t.Fatalf("restored state %+v", r.st)
+	ra.restore(st)
+	if !reflect.DeepEqual(rj.open, j.open) || !reflect.DeepEqual(rj.done, j.done) || len(rj.done) != 1 || len(rj.open) != 2 {
+		t.Fatalf("restored joins open %d done %d, want %d %d", len(rj.open), len(rj.done), len(j.open), len(j.done))
 	}
-	if _, err := decodeCheckpoint("OTHER", b); err == nil {
-		t.Fatal("a checkpoint of another ledger was accepted")
+	next := []event{
+		{Kind: kindOutcome, Source: "s", RecordID: "open", At: at2.Add(time.Minute), Ord: 6, Label: 1},
+		{Kind: kindOutcome, Source: "s", RecordID: "joined", At: at2.Add(time.Minute), Ord: 7, Label: 1}, // late duplicate
+		{Kind: kindOutcome, Source: "s", RecordID: "dead", At: at2.Add(time.Minute), Ord: 8, Label: 0},
+	}
+	if l1, l2 := fold(a, j, next...), fold(ra, rj, next...); l1 != 1 || l2 != 1 {
+		t.Fatalf("late duplicates %d (original) %d (restored), want 1 1", l1, l2)
+	}
+	if !reflect.DeepEqual(ra.st, a.st) {
+		t.Fatalf("restored state diverged:\n%+v\nwant\n%+v", ra.st, a.st)
+	}
+	if a.st.Joined != 2 || a.st.Unscorable != 1 || len(a.st.ShadowJoins) != 1 {
+		t.Fatalf("joined %d unscorable %d shadow joins %d, want 2 1 1", a.st.Joined, a.st.Unscorable, len(a.st.ShadowJoins))
+	}
+	if _, _, err := decodeCheckpoint("other", b); err == nil {
+		t.Fatal("a checkpoint of another subject prefix was accepted")
 	}
 }
 
-// A full checkpoint must fit in one NATS message (1 MiB by default).
-func TestCheckpointAtMaxWindowFitsOneMessage(t *testing.T) {
+// TestWindowOrderIsDataOrder: the windows hold the latest samples by data
+// time (Ord), whatever order the reads of the input streams interleaved in.
+func TestWindowOrderIsDataOrder(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.WindowSize = MaxWindowSize
-	a := newAggregator(cfg)
+	cfg.WindowSize = 3
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := range 3 * MaxWindowSize {
-		at = at.Add(time.Duration(i%997) * time.Millisecond)
-		switch i % 3 {
-		case 0:
-			a.apply(uint64(i+1), event{V: 1, Kind: kindPrediction, At: at, LatencyMS: float64(i%1000) / 7, Pending: true})
-		case 1:
-			a.apply(uint64(i+1), event{V: 1, Kind: kindDeadLetter, At: at})
-		default:
-			a.apply(uint64(i+1), event{V: 1, Kind: kindJoin, At: at, Actual: i % 2, Predicted: (i / 2) % 2, PredictionAt: &at})
+	orders := [][]int64{{1, 2, 3, 4, 5}, {5, 4, 3, 2, 1}, {3, 1, 5, 2, 4}}
+	var want []joinSample
+	for i, order := range orders {
+		a := newAggregator(cfg)
+		for _, o := range order {
+			a.apply(event{Kind: kindJoin, At: at, Ord: o, Actual: int(o % 2), Predicted: 1})
+		}
+		if i == 0 {
+			want = a.st.Joins
+			if len(want) != 3 || want[0].O != 3 || want[2].O != 5 {
+				t.Fatalf("window %+v, want samples 3, 4, 5", want)
+			}
+			continue
+		}
+		if !reflect.DeepEqual(a.st.Joins, want) {
+			t.Errorf("order %v: window %+v, want %+v", order, a.st.Joins, want)
 		}
 	}
-	b, err := encodeCheckpoint("L", &a.st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) > 1<<20 {
-		t.Fatalf("checkpoint is %d bytes, over 1 MiB", len(b))
-	}
-	t.Logf("checkpoint at window_size %d: %d bytes", MaxWindowSize, len(b))
 }

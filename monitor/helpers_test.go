@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -77,7 +78,6 @@ func testConfig() Config {
 	cfg.EvaluationInterval = 20 * time.Millisecond
 	cfg.CheckpointInterval = 200 * time.Millisecond
 	cfg.Rules = nil
-	cfg.Consumer.Workers = 2
 	cfg.Consumer.BatchSize = 100
 	cfg.Consumer.MaxAckPending = 1000
 	cfg.Consumer.RetryDelay = 50 * time.Millisecond
@@ -94,6 +94,14 @@ type running struct {
 // until it is ready.
 func (h *harness) start(cfg Config, clock *fakeClock) *running {
 	h.tb.Helper()
+	r := h.startNoWait(cfg, clock)
+	natstest.Eventually(h.tb, 10*time.Second, r.m.Ready)
+	return r
+}
+
+// startNoWait runs a monitor until the test ends (or stop is called).
+func (h *harness) startNoWait(cfg Config, clock *fakeClock) *running {
+	h.tb.Helper()
 	reg := prometheus.NewRegistry()
 	var opts []Option
 	if clock != nil {
@@ -105,7 +113,6 @@ func (h *harness) start(cfg Config, clock *fakeClock) *running {
 		h.tb.Fatalf("New: %v", err)
 	}
 	stop := natstest.RunInBackground(h.tb, m.Run, 20*time.Second)
-	natstest.Eventually(h.tb, 10*time.Second, m.Ready)
 	return &running{m: m, reg: reg, stop: stop}
 }
 
@@ -169,8 +176,8 @@ func (h *harness) deadLetter(source, id string, stage schemas.Stage) {
 	})
 }
 
-// settle waits until every input message is acked and the monitor has folded
-// the whole ledger.
+// settle waits until the monitor has folded every input message published
+// so far.
 func (h *harness) settle(r *running) {
 	h.tb.Helper()
 	h.settleWithin(r, 20*time.Second)
@@ -179,50 +186,34 @@ func (h *harness) settle(r *running) {
 // settleWithin is settle with a given timeout, for large batches.
 func (h *harness) settleWithin(r *running, timeout time.Duration) {
 	h.tb.Helper()
-	// The server updates a consumer's pending count asynchronously after a
-	// publish, so "nothing pending" right after publishing can be stale:
-	// the condition must hold on several polls in a row.
-	stable := 0
-	natstest.Eventually(h.tb, timeout, func() error {
-		if err := h.settledOnce(r); err != nil {
-			stable = 0
-			return err
-		}
-		if stable++; stable < 5 {
-			return fmt.Errorf("settled on %d polls in a row, want 5", stable)
-		}
-		return nil
-	})
+	natstest.Eventually(h.tb, timeout, func() error { return h.settledOnce(r) })
 }
 
-// settledOnce reports whether, right now, every input consumer has nothing
-// pending or unacked and the fold has reached the ledger's end.
+// settledOnce reports whether, right now, each reader's position is the
+// last message on its stream that matches its filters.
 func (h *harness) settledOnce(r *running) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, in := range r.m.inputs() {
-		c, err := h.js.Consumer(ctx, in.stream, in.consumer)
+	pos := r.m.Snapshot().Positions
+	for _, rd := range r.m.readers() {
+		s, err := h.js.Stream(ctx, rd.stream)
 		if err != nil {
 			return err
 		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return err
+		var last uint64
+		for _, f := range rd.filters {
+			msg, err := s.GetLastMsgForSubject(ctx, f)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			last = max(last, msg.Sequence)
 		}
-		if info.NumPending != 0 || info.NumAckPending != 0 {
-			return fmt.Errorf("%s: %d pending, %d unacked", in.consumer, info.NumPending, info.NumAckPending)
+		if pos[rd.name] != last {
+			return fmt.Errorf("%s: folded up to sequence %d of %d", rd.name, pos[rd.name], last)
 		}
-	}
-	s, err := h.js.Stream(ctx, r.m.cfg.Ledger.Stream)
-	if err != nil {
-		return err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if got := r.m.Snapshot().LedgerSequence; got != info.State.LastSeq {
-		return fmt.Errorf("folded ledger up to %d of %d", got, info.State.LastSeq)
 	}
 	return nil
 }

@@ -1,121 +1,154 @@
 package monitor
 
 import (
-	"context"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-// pendingDoc is the pending-bucket value for one (source, record_id). Every
-// change is a compare-and-set on the key's revision, so concurrent handlers
-// (in one process or many) agree on who completes the join.
-type pendingDoc struct {
-	Prediction *docSide `json:"p,omitempty"`
-	Outcome    *docSide `json:"o,omitempty"`
-	DeadLetter *docSide `json:"d,omitempty"`
-	// Resolved marks a join (or unscorable) already written to the ledger;
-	// later duplicates of either side are recognised by it until the entry
-	// expires with the label deadline.
-	Resolved bool `json:"r,omitempty"`
+// joinKey identifies a (source, record_id): the first 128 bits of SHA-256
+// over source, NUL, record id. A fixed-size key keeps the maps compact
+// whatever the clients' ids look like.
+type joinKey [16]byte
+
+func keyOf(source, recordID string) joinKey {
+	h := sha256.Sum256([]byte(source + "\x00" + recordID))
+	var k joinKey
+	copy(k[:], h[:16])
+	return k
+}
+
+// entry is an open join: the sides of one (source, record_id) seen so far
+// (never patient data) and its shadow predictions. Once resolved it becomes
+// a resolved record (below).
+type entry struct {
+	Prediction *docSide
+	Outcome    *docSide
+	DeadLetter *docSide
 	// Shadow holds the shadow predictions by model version (usually one).
-	// They are not pending sides: they resolve (R) into a shadow join once
-	// the outcome and the active prediction (or dead letter) are present.
-	Shadow map[string]*docSide `json:"s,omitempty"`
+	// They are not pending sides: they resolve into a shadow join once the
+	// outcome and the active prediction (or dead letter) are present.
+	Shadow map[string]*docSide
+	// Last is the monitor's clock (unix ns) at the entry's last change: the
+	// entry expires label_deadline after it.
+	Last int64
+}
+
+// resolved is what the join keeps of a resolved (joined or unscorable)
+// record for joinedTTL: enough to recognise a duplicate and to resolve a
+// shadow prediction that arrives after the join.
+type resolved struct {
+	Last   int64 // the monitor's clock at resolution (or the last shadow join)
+	Ord    int64 // data time of the resolution
+	Actual int8
+	// Active is the active model's label, -1 for a dead-lettered record.
+	Active        int8
+	ActiveVersion string
+	// Shadow are the shadow versions whose shadow join is folded.
+	Shadow []string
 }
 
 // docSide is what the join needs from one side: no patient data.
 type docSide struct {
-	Label int       `json:"l"`
-	At    time.Time `json:"t"`
-	V     string    `json:"v,omitempty"` // model version (predictions)
-	R     bool      `json:"r,omitempty"` // shadow side: its shadow join is written
+	Label int
+	At    time.Time // the monitor's clock when folded
+	Ord   int64     // the input's stream timestamp
+	V     string    // model version (predictions)
 }
 
-// has reports whether ev's side is already recorded in d.
-func (d *pendingDoc) has(ev event) bool {
-	if ev.Kind == kindShadow {
-		return d.Shadow[ev.Version] != nil
+// joiner holds every open join and, for joinedTTL, the keys of resolved
+// records whose entry has expired. It is not safe for concurrent use; the
+// Monitor's mutex guards it with the aggregates.
+type joiner struct {
+	labelDeadline int64 // ns
+	joinedTTL     int64 // ns
+	open          map[joinKey]*entry
+	// done holds the resolved records of the last joinedTTL; another input
+	// for one of them is a duplicate (a shadow prediction is resolved).
+	done map[joinKey]*resolved
+}
+
+func newJoiner(cfg Config) *joiner {
+	return &joiner{
+		labelDeadline: int64(cfg.LabelDeadline),
+		joinedTTL:     int64(cfg.JoinedTTL),
+		open:          map[joinKey]*entry{},
+		done:          map[joinKey]*resolved{},
 	}
-	return *d.side(sideOf(ev.Kind)) != nil
 }
 
-// set records ev's side in d.
-func (d *pendingDoc) set(ev event) {
-	ds := &docSide{Label: ev.Label, At: ev.At, V: ev.Version}
+// has reports whether ev's side is already recorded in e.
+func (e *entry) has(ev event) bool {
 	if ev.Kind == kindShadow {
-		if d.Shadow == nil {
-			d.Shadow = map[string]*docSide{}
+		return e.Shadow[ev.Version] != nil
+	}
+	return *e.side(sideOf(ev.Kind)) != nil
+}
+
+// set records ev's side in e.
+func (e *entry) set(ev event) {
+	ds := &docSide{Label: ev.Label, At: ev.At, Ord: ev.Ord, V: ev.Version}
+	if ev.Kind == kindShadow {
+		if e.Shadow == nil {
+			e.Shadow = map[string]*docSide{}
 		}
-		d.Shadow[ev.Version] = ds
+		e.Shadow[ev.Version] = ds
 		return
 	}
-	*d.side(sideOf(ev.Kind)) = ds
+	*e.side(sideOf(ev.Kind)) = ds
 }
 
-// shadowResolvable returns a shadow version whose shadow join is owed: its
-// record has an outcome and an active prediction or dead letter.
-func (d *pendingDoc) shadowResolvable() (string, bool) {
-	if d.Outcome == nil || (d.Prediction == nil && d.DeadLetter == nil) {
-		return "", false
+func (e *entry) side(s side) **docSide {
+	switch s {
+	case sidePrediction:
+		return &e.Prediction
+	case sideOutcome:
+		return &e.Outcome
+	default:
+		return &e.DeadLetter
 	}
-	for _, v := range slices.Sorted(maps.Keys(d.Shadow)) {
-		if !d.Shadow[v].R {
-			return v, true
-		}
-	}
-	return "", false
 }
 
-// shadowResolution is the shadow join event of version v.
-func (d *pendingDoc) shadowResolution(source, recordID, v string, now time.Time) event {
-	sh := d.Shadow[v]
-	ev := event{V: ledgerVersion, Kind: kindShadowJoin, Source: source, RecordID: recordID, At: now,
-		Version: v, Predicted: sh.Label, Actual: d.Outcome.Label}
-	if d.Prediction != nil {
-		l := d.Prediction.Label
-		ev.ActiveVersion, ev.ActivePredicted = d.Prediction.V, &l
+func (e *entry) resolvable() bool {
+	return e.Outcome != nil && (e.Prediction != nil || e.DeadLetter != nil)
+}
+
+// resolution is the join (or unscorable) event of a resolvable entry.
+func (e *entry) resolution(source, recordID string, now time.Time) event {
+	ev := event{Kind: kindUnscorable, Source: source, RecordID: recordID, At: now, Actual: e.Outcome.Label, Ord: e.Outcome.Ord}
+	ev.OutcomeAt = timePtr(e.Outcome.At)
+	if e.DeadLetter != nil {
+		ev.DeadLetterAt = timePtr(e.DeadLetter.At)
+	}
+	if p := e.Prediction; p != nil {
+		ev.Kind = kindJoin
+		ev.Version = p.V
+		ev.Predicted = p.Label
+		ev.PredictionAt = timePtr(p.At)
+		ev.Ord = max(ev.Ord, p.Ord)
 	}
 	return ev
 }
 
-func (d *pendingDoc) side(s side) **docSide {
-	switch s {
-	case sidePrediction:
-		return &d.Prediction
-	case sideOutcome:
-		return &d.Outcome
-	default:
-		return &d.DeadLetter
+// resolvedRecord is what is kept of e once resolved.
+func (e *entry) resolvedRecord(res event) *resolved {
+	r := &resolved{Last: res.At.UnixNano(), Ord: res.Ord, Actual: int8(res.Actual), Active: -1}
+	if p := e.Prediction; p != nil {
+		r.Active, r.ActiveVersion = int8(p.Label), p.V
 	}
+	return r
 }
 
-func (d *pendingDoc) resolvable() bool {
-	return !d.Resolved && d.Outcome != nil && (d.Prediction != nil || d.DeadLetter != nil)
-}
-
-// resolution is the join (or unscorable) event for a resolvable doc.
-func (d *pendingDoc) resolution(source, recordID string, now time.Time) event {
-	ev := event{V: ledgerVersion, Source: source, RecordID: recordID, At: now, Actual: d.Outcome.Label}
-	ev.OutcomeAt = timePtr(d.Outcome.At)
-	if d.DeadLetter != nil {
-		ev.DeadLetterAt = timePtr(d.DeadLetter.At)
-	}
-	if d.Prediction != nil {
-		ev.Kind = kindJoin
-		ev.Version = d.Prediction.V
-		ev.Predicted = d.Prediction.Label
-		ev.PredictionAt = timePtr(d.Prediction.At)
-	} else {
-		ev.Kind = kindUnscorable
+// shadowJoin is the shadow join event of shadow prediction sh of version v
+// on the resolved record r.
+func (r *resolved) shadowJoin(source, recordID, v string, sh *docSide, now time.Time) event {
+	ev := event{Kind: kindShadowJoin, Source: source, RecordID: recordID, At: now,
+		Version: v, Predicted: sh.Label, Actual: int(r.Actual), Ord: max(sh.Ord, r.Ord)}
+	if r.Active >= 0 {
+		l := int(r.Active)
+		ev.ActiveVersion, ev.ActivePredicted = r.ActiveVersion, &l
 	}
 	return ev
 }
@@ -133,192 +166,130 @@ func sideOf(kind string) side {
 	}
 }
 
-// pendingKey derives a valid KV key from client-chosen ids: "r." and the
-// first 128 bits of SHA-256 over source, NUL, record id.
-func pendingKey(source, recordID string) string {
-	h := sha256.Sum256([]byte(source + "\x00" + recordID))
-	return "r." + hex.EncodeToString(h[:16])
-}
-
-const maxCASAttempts = 16
-
-// record handles one distinct input (ev is its input event, inputSeq its
-// stream sequence). The order of writes makes a redelivery at any point
-// harmless:
+// fold joins one input and folds the resulting events into agg. It returns
+// false for a duplicate of a resolved record: another input of a record
+// joined (or unscorable) within joinedTTL, which is not counted again.
 //
-//  1. read the pending entry; if this side is already there, it is a
-//     duplicate (only the join may still be owed, step 4);
-//  2. publish the input event to the ledger (Nats-Msg-Id dedups a retry);
-//  3. if both sides are now present, publish the join event (deduplicated by
-//     its id) and, concurrently, the joined marker;
-//  4. CAS the side (and the resolved flag) into the entry in one write (a
-//     lost CAS re-reads and goes again);
-//  5. likewise for each shadow prediction whose shadow join is owed.
-//
-// The caller acks only after record returns nil.
-func (m *Monitor) record(ctx context.Context, ev event, inputSeq uint64) error {
+// An input whose side is already recorded in its open entry is a duplicate
+// too (a prediction republished, an outcome sent twice) and changes
+// nothing. An open entry expires label_deadline after its last change: a
+// side arriving later opens a new entry, and the old one is counted as
+// expired. A shadow prediction of a resolved record is joined with what the
+// record resolved to.
+func (j *joiner) fold(agg *aggregator, ev event) bool {
 	if ev.RecordID == "" {
 		// A dead letter whose payload had no readable id: it is counted but
 		// can never be joined.
-		return m.publishEvent(ctx, ev, inputSeq)
+		agg.apply(ev)
+		return true
 	}
-	key := pendingKey(ev.Source, ev.RecordID)
-attempts:
-	for range maxCASAttempts {
-		doc, rev, err := m.getDoc(ctx, key)
-		if err != nil {
-			return err
-		}
-		if rev == 0 {
-			// No pending entry: a first arrival, or a late duplicate of a
-			// record whose entry expired with the label deadline after it
-			// was resolved. The joined marker tells them apart.
-			joined, err := m.isJoined(ctx, key)
-			if err != nil {
-				return err
+	k := keyOf(ev.Source, ev.RecordID)
+	now := ev.At.UnixNano()
+	if r := j.done[k]; r != nil {
+		if now-r.Last > j.joinedTTL {
+			delete(j.done, k)
+		} else {
+			if ev.Kind != kindShadow || slices.Contains(r.Shadow, ev.Version) {
+				return false
 			}
-			if joined {
-				m.metrics.lateDuplicates.Inc()
-				return nil
-			}
-		}
-		changed := false
-		if !doc.has(ev) {
-			// Shadow predictions are not pending sides of the main join.
-			ev.Pending = !doc.Resolved && ev.Kind != kindShadow
-			if err := m.publishEvent(ctx, ev, inputSeq); err != nil {
-				return err
-			}
-			doc.set(ev)
-			changed = true
-		}
-		if doc.resolvable() {
-			// The side and the resolution go into the entry with one CAS:
-			// until it succeeds a redelivery repeats the input event, the
-			// resolution and the marker, each deduplicated or idempotent.
-			if err := m.resolve(ctx, key, doc.resolution(ev.Source, ev.RecordID, m.now())); err != nil {
-				return err
-			}
-			doc.Resolved = true
-			changed = true
-		}
-		if changed {
-			if rev, err = m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
-				continue
-			} else if err != nil {
-				return err
-			}
-		}
-		for {
-			v, ok := doc.shadowResolvable()
-			if !ok {
-				return nil
-			}
-			if err := m.publishEvent(ctx, doc.shadowResolution(ev.Source, ev.RecordID, v, m.now()), 0); err != nil {
-				return err
-			}
-			doc.Shadow[v].R = true
-			if rev, err = m.putDoc(ctx, key, doc, rev); errors.Is(err, errConflict) {
-				continue attempts
-			} else if err != nil {
-				return err
-			}
+			agg.apply(ev) // Pending false: not a side of the main join
+			agg.apply(r.shadowJoin(ev.Source, ev.RecordID, ev.Version, &docSide{Label: ev.Label, Ord: ev.Ord}, ev.At))
+			r.Shadow = append(r.Shadow, ev.Version)
+			r.Last = now
+			return true
 		}
 	}
-	return errTooManyConflicts
+	e := j.open[k]
+	if e != nil && now-e.Last > j.labelDeadline {
+		delete(j.open, k)
+		e = nil
+	}
+	if e == nil {
+		e = &entry{}
+		j.open[k] = e
+	}
+	if e.has(ev) {
+		return true
+	}
+	// Shadow predictions are not pending sides of the main join.
+	ev.Pending = ev.Kind != kindShadow
+	agg.apply(ev)
+	e.set(ev)
+	e.Last = now
+	if !e.resolvable() {
+		return true
+	}
+	res := e.resolution(ev.Source, ev.RecordID, ev.At)
+	agg.apply(res)
+	r := e.resolvedRecord(res)
+	for _, v := range slices.Sorted(maps.Keys(e.Shadow)) {
+		agg.apply(r.shadowJoin(ev.Source, ev.RecordID, v, e.Shadow[v], ev.At))
+		r.Shadow = append(r.Shadow, v)
+	}
+	delete(j.open, k)
+	j.done[k] = r
+	return true
 }
 
-func (m *Monitor) getDoc(ctx context.Context, key string) (*pendingDoc, uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-	defer cancel()
-	e, err := m.pending.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return &pendingDoc{}, 0, nil
+// prune drops the open entries past the label deadline at now (they are
+// counted as expired) and forgets the resolved records older than
+// joinedTTL. It bounds the memory: the open joins of the last
+// label_deadline plus one small record per record resolved within
+// joined_ttl.
+func (j *joiner) prune(now time.Time) {
+	n := now.UnixNano()
+	for k, e := range j.open {
+		if n-e.Last > j.labelDeadline {
+			delete(j.open, k)
+		}
 	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading pending entry: %w", err)
+	for k, r := range j.done {
+		if n-r.Last > j.joinedTTL {
+			delete(j.done, k)
+		}
 	}
-	var d pendingDoc
-	if err := json.Unmarshal(e.Value(), &d); err != nil {
-		// Only this package writes the bucket; a value it cannot read is
-		// overwritten rather than wedging the record forever.
-		m.log.Warn("unreadable pending entry; replacing it", "key", key, "err", err)
-		return &pendingDoc{}, e.Revision(), nil
-	}
-	return &d, e.Revision(), nil
 }
 
-// resolve writes a resolution: its ledger event and the joined marker,
-// concurrently (two round trips in the time of one). Both must succeed
-// before the entry is marked resolved, so every resolved entry has a marker
-// and a ledger event (a crash in between repeats both writes, each
-// idempotent), and the marker outlives the entry.
-func (m *Monitor) resolve(ctx context.Context, key string, res event) error {
-	marked := make(chan error, 1)
-	go func() { marked <- m.markJoined(ctx, key) }()
-	perr := m.publishEvent(ctx, res, 0)
-	merr := <-marked
-	return errors.Join(perr, merr)
+// joinState is the joiner in a checkpoint: copies, so that it can be
+// encoded outside the lock.
+type joinState struct {
+	Open map[joinKey]entry
+	Done map[joinKey]resolved
 }
 
-// isJoined reports whether the record of key was resolved within JoinedTTL.
-func (m *Monitor) isJoined(ctx context.Context, key string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-	defer cancel()
-	_, err := m.joined.Get(ctx, key)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-		return false, nil
+func (j *joiner) state() joinState {
+	st := joinState{Open: make(map[joinKey]entry, len(j.open)), Done: make(map[joinKey]resolved, len(j.done))}
+	for k, e := range j.open {
+		c := *e
+		c.Shadow = maps.Clone(e.Shadow)
+		st.Open[k] = c
 	}
-	return false, fmt.Errorf("reading joined marker: %w", err)
+	for k, r := range j.done {
+		c := *r
+		c.Shadow = slices.Clone(r.Shadow)
+		st.Done[k] = c
+	}
+	return st
 }
 
-// markJoined records that the record of key is resolved. The value is one
-// byte: the key (a hash of source and record id) is the information.
-func (m *Monitor) markJoined(ctx context.Context, key string) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-	defer cancel()
-	if _, err := m.joined.Put(ctx, key, []byte{'1'}); err != nil {
-		return fmt.Errorf("writing joined marker: %w", err)
+// restore replaces the joiner's maps with a checkpoint's.
+func (j *joiner) restore(st joinState) error {
+	open := make(map[joinKey]*entry, len(st.Open))
+	done := make(map[joinKey]*resolved, len(st.Done))
+	for k, e := range st.Open {
+		for _, ds := range append([]*docSide{e.Prediction, e.Outcome, e.DeadLetter}, slices.Collect(maps.Values(e.Shadow))...) {
+			if ds != nil && !validLabel(ds.Label) {
+				return fmt.Errorf("%w: open join with label %d", errBadCheckpoint, ds.Label)
+			}
+		}
+		open[k] = &e
 	}
-	return nil
-}
-
-func (m *Monitor) putDoc(ctx context.Context, key string, d *pendingDoc, rev uint64) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-	defer cancel()
-	b, err := json.Marshal(d)
-	if err != nil {
-		return 0, fmt.Errorf("encoding pending entry: %w", err)
+	for k, r := range st.Done {
+		if !validLabel(int(r.Actual)) || (r.Active != -1 && !validLabel(int(r.Active))) {
+			return fmt.Errorf("%w: resolved record with labels %d, %d", errBadCheckpoint, r.Actual, r.Active)
+		}
+		done[k] = &r
 	}
-	if rev == 0 {
-		rev, err = m.pending.Create(ctx, key, b)
-	} else {
-		rev, err = m.pending.Update(ctx, key, b, rev)
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		m.metrics.casConflicts.Inc()
-		return 0, errConflict
-	}
-	if err != nil {
-		return 0, fmt.Errorf("writing pending entry: %w", err)
-	}
-	return rev, nil
-}
-
-// publishEvent appends ev to the ledger, deduplicated by its id.
-func (m *Monitor) publishEvent(ctx context.Context, ev event, inputSeq uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-	defer cancel()
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encoding ledger event: %w", err)
-	}
-	msg := &nats.Msg{Subject: ledgerSubject(m.subjects, ev.Kind, ev.Source), Data: b}
-	if _, err := m.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.msgID(inputSeq)), jetstream.WithExpectStream(m.cfg.Ledger.Stream)); err != nil {
-		return fmt.Errorf("publishing %s event to the ledger: %w", ev.Kind, err)
-	}
+	j.open, j.done = open, done
 	return nil
 }

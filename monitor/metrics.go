@@ -1,7 +1,9 @@
 package monitor
 
 import (
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -13,8 +15,7 @@ const (
 
 // Operations counted by cardiostream_monitor_errors_total{op}.
 const (
-	errOpInput        = "input"  // handling an input message (KV or ledger write)
-	errOpLedger       = "ledger" // an undecodable ledger event
+	errOpInput        = "input" // handling an audit entry
 	errOpAlertPublish = "alert_publish"
 	errOpCheckpoint   = "checkpoint"
 )
@@ -23,10 +24,10 @@ const (
 // from a Snapshot at scrape time by snapshotCollector, so they always agree
 // with Snapshot().
 type metrics struct {
-	invalid      map[string]prometheus.Counter
-	errors       map[string]prometheus.Counter
-	casConflicts prometheus.Counter
-	// lateDuplicates counts inputs dropped by the joined marker.
+	invalid map[string]prometheus.Counter
+	errors  map[string]prometheus.Counter
+	// lateDuplicates counts inputs of records resolved within joined_ttl
+	// whose join entry had expired.
 	lateDuplicates prometheus.Counter
 	refusals       prometheus.Counter
 }
@@ -40,26 +41,22 @@ func newMetrics(reg prometheus.Registerer, m *Monitor) (*metrics, error) {
 		Namespace: namespace, Subsystem: subsystem, Name: "errors_total",
 		Help: "Failed operations (retried), by operation.",
 	}, []string{"op"})
-	cas := prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: subsystem, Name: "pending_cas_conflicts_total",
-		Help: "Compare-and-set conflicts on the pending bucket (concurrent updates of one record; retried).",
-	})
 	late := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "late_duplicates_total",
-		Help: "Inputs of an already joined record that arrived after its pending entry expired; not counted again.",
+		Help: "Inputs of a record resolved within joined_ttl that arrived after its join entry expired (label_deadline); not counted again.",
 	})
 	refusals := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "artifact_refused_alerts_total",
 		Help: "Alerts raised for artifact_refused audit entries (a scorer refused a model artifact).",
 	})
-	mt := &metrics{invalid: map[string]prometheus.Counter{}, errors: map[string]prometheus.Counter{}, casConflicts: cas, lateDuplicates: late, refusals: refusals}
+	mt := &metrics{invalid: map[string]prometheus.Counter{}, errors: map[string]prometheus.Counter{}, lateDuplicates: late, refusals: refusals}
 	for _, in := range []string{"predictions", "shadow", "outcomes", "deadletter", "audit"} {
 		mt.invalid[in] = invalid.WithLabelValues(in)
 	}
-	for _, op := range []string{errOpInput, errOpLedger, errOpAlertPublish, errOpCheckpoint} {
+	for _, op := range []string{errOpInput, errOpAlertPublish, errOpCheckpoint} {
 		mt.errors[op] = errs.WithLabelValues(op)
 	}
-	for _, c := range []prometheus.Collector{invalid, errs, cas, late, refusals, newSnapshotCollector(m)} {
+	for _, c := range []prometheus.Collector{invalid, errs, late, refusals, newSnapshotCollector(m)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -97,7 +94,7 @@ func newSnapshotCollector(m *Monitor) *snapshotCollector {
 		"alerts_fired":    d("alerts_fired_total", "Alert rules that started firing (this process).", "rule"),
 		"alerts_resolved": d("alerts_resolved_total", "Firing alert rules that resolved (this process).", "rule"),
 		"alert_state":     d("alert_state", "1 while the rule is firing, else 0.", "rule"),
-		"ledger_seq":      d("ledger_sequence", "Last ledger sequence folded into the metrics."),
+		"input_seq":       d("input_sequence", "Last stream sequence of each input folded into the metrics.", "input"),
 		"v_predictions":   d("model_predictions_total", "Distinct predictions by model version and role (active: main predictions; shadow: shadow predictions).", "model_version", "role"),
 		"v_accuracy":      d("model_window_accuracy", "Accuracy over the sliding window, by model version and role (NaN when undefined).", "model_version", "role"),
 		"v_precision":     d("model_window_precision", "Precision over the sliding window, by model version and role (NaN when undefined).", "model_version", "role"),
@@ -178,7 +175,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge("alert_state", firing, r.Name)
 	}
-	gauge("ledger_seq", float64(s.LedgerSequence))
+	for _, in := range slices.Sorted(maps.Keys(s.Positions)) {
+		gauge("input_seq", float64(s.Positions[in]), in)
+	}
 
 	for v, n := range s.PredictionsByVersion {
 		counter("v_predictions", float64(n), v, RoleActive)

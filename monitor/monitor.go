@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,15 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cardiostream/cardiostream/internal/streams"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
 // Option customises a Monitor.
 type Option func(*Monitor)
 
-// WithClock replaces time.Now: it stamps ledger events, ages the windows and
-// the pending joins, and times the alert rules.
+// WithClock replaces time.Now: it stamps the folded inputs, ages the windows
+// and the pending joins, and times the alert rules.
 func WithClock(now func() time.Time) Option {
 	return func(m *Monitor) { m.now = now }
 }
@@ -36,23 +36,23 @@ type Monitor struct {
 	metrics  *metrics
 
 	running     atomic.Bool
-	ready       atomic.Bool  // the ledger is replayed up to its start-up end
-	consuming   atomic.Bool  // the input consumers are being read
+	ready       atomic.Bool  // every reader has reached its stream's start-up end
+	consuming   atomic.Bool  // the readers and the audit consumer are running
 	evaluations atomic.Int64 // completed rule evaluations (tests wait on it)
 
 	// Set by setup, before any goroutine that uses them starts.
-	pending jetstream.KeyValue
-	joined  jetstream.KeyValue
-	state   jetstream.KeyValue
-	alerts  jetstream.Stream
+	state  jetstream.ObjectStore
+	alerts jetstream.Stream
 
-	// mu guards the fold and the rule states (read by Snapshot).
+	// mu guards the fold (aggregates and joins) and the rule states (read
+	// by Snapshot).
 	mu    sync.Mutex
 	agg   *aggregator
+	join  *joiner
 	rules []*ruleRun
 
-	// updated is signalled by the ledger reader when it has caught up with
-	// the stream, so the rules are evaluated right after each batch.
+	// updated is signalled by a reader when it has caught up with its
+	// stream, so the rules are evaluated right after each batch.
 	updated chan struct{}
 }
 
@@ -92,6 +92,7 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, reg prom
 		log:      log.With("component", "monitor"),
 		now:      time.Now,
 		agg:      newAggregator(cfg),
+		join:     newJoiner(cfg),
 		updated:  make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -108,9 +109,9 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, reg prom
 	return m, nil
 }
 
-// Ready returns nil once the consumers and buckets exist, the ledger has
-// been replayed up to where it stood at start-up, and the inputs are being
-// consumed.
+// Ready returns nil once the state bucket and the audit consumer exist, each
+// input stream has been folded up to where it stood at start-up, and the
+// inputs are being read.
 func (m *Monitor) Ready() error {
 	if !m.ready.Load() || !m.consuming.Load() {
 		return ErrNotReady
@@ -118,15 +119,16 @@ func (m *Monitor) Ready() error {
 	return nil
 }
 
-// Run sets up the JetStream resources (retrying until ctx ends), rebuilds the
-// aggregates, then consumes until ctx ends. On shutdown it drains the input
-// consumers, lets in-flight messages finish (bounded by ShutdownTimeout),
-// and saves a checkpoint. It returns nil on a clean shutdown.
+// Run sets up the JetStream resources (retrying until ctx ends), loads the
+// checkpoint, then folds the input streams from its positions until ctx
+// ends. On shutdown it stops the readers, lets the audit consumer's
+// in-flight messages finish (bounded by ShutdownTimeout), and saves a
+// checkpoint. It returns nil on a clean shutdown.
 func (m *Monitor) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
-	target, err := m.setupWithRetry(ctx)
+	targets, err := m.setupWithRetry(ctx)
 	if err != nil {
 		return nil // ctx ended during setup: a clean shutdown
 	}
@@ -135,18 +137,24 @@ func (m *Monitor) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	reader, err := m.startLedgerReader(ctx, target)
+	readers, err := m.startReaders(ctx, targets)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // ctx ended during start-up: a clean shutdown
 		}
 		return err
 	}
-	ln := m.startLanes(workCtx)
-	consumers, err := m.startInputs(ctx, workCtx, ln)
+	stopReaders := func() {
+		for _, cc := range readers {
+			cc.Stop()
+		}
+		for _, cc := range readers {
+			<-cc.Closed()
+		}
+	}
+	consumers, err := m.startAudit(ctx, workCtx)
 	if err != nil {
-		ln.stop()
-		reader.Stop()
+		stopReaders()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -171,12 +179,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 			cc.Stop()
 		}
 	}
-	ln.stop()
 	wg.Wait()
-	reader.Stop()
-	<-reader.Closed()
+	stopReaders()
 	if err := m.checkpoint(workCtx); err != nil {
-		m.log.Warn("final checkpoint failed; the next start replays more of the ledger", "err", err)
+		m.log.Warn("final checkpoint failed; the next start reads more of the input streams again", "err", err)
 	}
 	m.ready.Store(false)
 	m.consuming.Store(false)
@@ -184,92 +190,74 @@ func (m *Monitor) Run(ctx context.Context) error {
 	return nil
 }
 
-// setupWithRetry creates the ledger, the buckets and the consumers, loads the
-// checkpoint and the alert states. It returns the ledger's last sequence: the
-// replay target that makes the monitor ready.
-func (m *Monitor) setupWithRetry(ctx context.Context) (uint64, error) {
+// setupWithRetry creates the state bucket and the audit consumer, loads the
+// checkpoint and the alert states. It returns each input stream's last
+// sequence at start-up: the fold's target for readiness.
+func (m *Monitor) setupWithRetry(ctx context.Context) (map[string]uint64, error) {
 	errs := newErrorLog(m.log, "monitor setup")
 	delay := 100 * time.Millisecond
 	for {
-		target, err := m.setup(ctx)
+		targets, err := m.setup(ctx)
 		if err == nil {
 			errs.ok()
-			return target, nil
+			return targets, nil
 		}
 		errs.failed(err)
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 5*time.Second)
 	}
 }
 
-func (m *Monitor) setup(ctx context.Context) (uint64, error) {
+func (m *Monitor) setup(ctx context.Context) (map[string]uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*m.cfg.OpTimeout)
 	defer cancel()
-	ledger, err := streams.EnsureStream(ctx, m.js, ledgerStreamConfig(m.cfg, m.subjects))
-	if err != nil {
-		return 0, fmt.Errorf("creating ledger stream %s: %w", m.cfg.Ledger.Stream, err)
-	}
-	m.pending, err = streams.EnsureKeyValue(ctx, m.js, jetstream.KeyValueConfig{
-		Bucket:      m.cfg.PendingBucket,
-		Description: "cardiostream monitor: the side of each join that arrived first",
-		History:     1,
-		TTL:         m.cfg.LabelDeadline,
-		Storage:     jetstream.FileStorage,
-		Replicas:    m.cfg.Replicas,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("creating pending bucket %s: %w", m.cfg.PendingBucket, err)
-	}
-	m.joined, err = streams.EnsureKeyValue(ctx, m.js, jetstream.KeyValueConfig{
-		Bucket:      m.cfg.JoinedBucket,
-		Description: "cardiostream monitor: records already joined, to drop duplicates that outlive their pending entry",
-		History:     1,
-		TTL:         m.cfg.JoinedTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    m.cfg.Replicas,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("creating joined bucket %s: %w", m.cfg.JoinedBucket, err)
-	}
-	m.state, err = streams.EnsureKeyValue(ctx, m.js, jetstream.KeyValueConfig{
+	var err error
+	m.state, err = m.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      m.cfg.StateBucket,
-		Description: "cardiostream monitor: aggregate checkpoint",
-		History:     1,
+		Description: "cardiostream monitor: checkpoint of the aggregates and open joins",
 		Storage:     jetstream.FileStorage,
 		Replicas:    m.cfg.Replicas,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("creating state bucket %s: %w", m.cfg.StateBucket, err)
+		return nil, fmt.Errorf("creating state bucket %s: %w", m.cfg.StateBucket, err)
 	}
-	for _, in := range m.inputs() {
-		if _, err := m.js.CreateOrUpdateConsumer(ctx, in.stream, m.consumerConfig(in)); err != nil {
-			return 0, fmt.Errorf("creating consumer %s on %s: %w", in.consumer, in.stream, err)
+	audit := m.auditInput()
+	if _, err := m.js.CreateOrUpdateConsumer(ctx, audit.stream, m.consumerConfig(audit)); err != nil {
+		return nil, fmt.Errorf("creating consumer %s on %s: %w", audit.consumer, audit.stream, err)
+	}
+	for _, c := range legacyConsumers {
+		if err := m.js.DeleteConsumer(ctx, c.stream, c.name); err == nil {
+			m.log.Info("removed the durable consumer of an earlier monitor version", "stream", c.stream, "consumer", c.name)
 		}
 	}
 	if m.alerts, err = m.js.Stream(ctx, schemas.StreamAlerts); err != nil {
-		return 0, fmt.Errorf("looking up stream %s: %w", schemas.StreamAlerts, err)
+		return nil, fmt.Errorf("looking up stream %s: %w", schemas.StreamAlerts, err)
 	}
 	for _, r := range m.rules {
 		st, err := m.loadRuleState(ctx, r.rule)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		m.mu.Lock() // Snapshot (a /metrics scrape) may read it already
 		r.st = st
 		m.mu.Unlock()
 	}
 	if err := m.loadCheckpoint(ctx); err != nil {
-		return 0, err
+		return nil, err
 	}
-	info, err := ledger.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("reading ledger info: %w", err)
+	targets := map[string]uint64{}
+	for _, r := range m.readers() {
+		st, err := m.js.Stream(ctx, r.stream)
+		if err != nil {
+			return nil, fmt.Errorf("looking up stream %s: %w", r.stream, err)
+		}
+		targets[r.name] = st.CachedInfo().State.LastSeq
 	}
-	return info.State.LastSeq, nil
+	return targets, nil
 }
 
 // loadRuleState restores a rule from the last alert on its subject, so a
@@ -290,109 +278,133 @@ func (m *Monitor) loadRuleState(ctx context.Context, r Rule) (ruleState, error) 
 	return restoreState(&a, raw.Sequence), nil
 }
 
-// startLedgerReader follows the ledger from the checkpoint with an ordered
-// consumer and folds every event. It marks the monitor ready once it has
-// reached target.
-func (m *Monitor) startLedgerReader(ctx context.Context, target uint64) (jetstream.ConsumeContext, error) {
-	m.mu.Lock()
-	from := m.agg.st.Seq
-	m.mu.Unlock()
-	if from >= target {
-		m.ready.Store(true)
-	}
-	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if from > 0 {
-		occ = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1}
-	}
-	octx, cancel := context.WithTimeout(ctx, 2*m.cfg.OpTimeout)
-	defer cancel()
-	stream, err := m.js.Stream(octx, m.cfg.Ledger.Stream)
-	if err != nil {
-		return nil, fmt.Errorf("looking up ledger: %w", err)
-	}
-	cons, err := stream.OrderedConsumer(octx, occ)
-	if err != nil {
-		return nil, fmt.Errorf("creating ledger reader: %w", err)
-	}
-	errs := newErrorLog(m.log, "ledger reader")
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		meta, err := msg.Metadata()
-		if err != nil {
-			return
-		}
-		seq := meta.Sequence.Stream
-		ev, derr := decodeEvent(msg.Data())
-		m.mu.Lock()
-		if gap := seq - m.agg.st.Seq; m.agg.st.Seq > 0 && gap > 1 {
-			m.log.Warn("ledger events expired before they were folded in; counts miss them", "missing", gap-1)
-		}
-		if derr != nil {
-			m.agg.st.Seq = seq
-		} else {
-			m.agg.apply(seq, ev)
-		}
-		m.mu.Unlock()
-		if derr != nil {
-			m.metrics.errors[errOpLedger].Inc()
-			errs.failed(derr, "ledger_sequence", seq)
-		}
-		if seq >= target && !m.ready.Load() {
-			m.ready.Store(true)
-			m.log.Info("ledger replayed; monitor ready", "ledger_sequence", seq)
-		}
-		if meta.NumPending == 0 {
-			select {
-			case m.updated <- struct{}{}:
-			default:
-			}
-		}
-	}, jetstream.PullMaxMessages(1000), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		errs.failed(err)
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("reading the ledger: %w", err)
-	}
-	return cc, nil
-}
-
-// startInputs starts Workers consume loops on each input consumer. Each
-// callback decodes its message and queues it on its lane (see lanes), where
-// it is recorded and then acked.
-func (m *Monitor) startInputs(ctx, workCtx context.Context, ln *lanes) ([]jetstream.ConsumeContext, error) {
+// startReaders reads each input stream with an ordered consumer from the
+// checkpoint's position and folds every message. The monitor is ready once
+// every reader has reached its stream's last sequence at start-up (or has
+// nothing pending).
+func (m *Monitor) startReaders(ctx context.Context, targets map[string]uint64) ([]jetstream.ConsumeContext, error) {
 	var out []jetstream.ConsumeContext
 	stopAll := func() {
 		for _, cc := range out {
 			cc.Stop()
 		}
 	}
-	for _, in := range m.inputs() {
+	readers := m.readers()
+	caughtUp := make([]atomic.Bool, len(readers))
+	markCaughtUp := func(i int) {
+		if caughtUp[i].Swap(true) {
+			return
+		}
+		for k := range caughtUp {
+			if !caughtUp[k].Load() {
+				return
+			}
+		}
+		if !m.ready.Swap(true) {
+			m.mu.Lock()
+			pos := maps.Clone(m.agg.st.Positions)
+			m.mu.Unlock()
+			m.log.Info("input streams folded up to their start-up end; monitor ready", "positions", pos)
+		}
+	}
+	for i, r := range readers {
+		m.mu.Lock()
+		from := m.agg.st.Positions[r.name]
+		m.mu.Unlock()
+		target := targets[r.name]
+		occ := jetstream.OrderedConsumerConfig{FilterSubjects: r.filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+		if from > 0 {
+			occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from+1
+		}
 		octx, cancel := context.WithTimeout(ctx, 2*m.cfg.OpTimeout)
-		cons, err := m.js.Consumer(octx, in.stream, in.consumer)
+		stream, err := m.js.Stream(octx, r.stream)
+		if err == nil {
+			var cons jetstream.Consumer
+			if cons, err = stream.OrderedConsumer(octx, occ); err == nil {
+				if from >= target || cons.CachedInfo().NumPending == 0 {
+					markCaughtUp(i)
+				}
+				errs := newErrorLog(m.log, "input reader", "input", r.name)
+				var cc jetstream.ConsumeContext
+				cc, err = cons.Consume(func(msg jetstream.Msg) {
+					if m.fold(r, msg, errs, target) {
+						markCaughtUp(i)
+					}
+				}, jetstream.PullMaxMessages(m.cfg.Consumer.BatchSize),
+					jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { errs.failed(err) }))
+				if err == nil {
+					out = append(out, cc)
+				}
+			}
+		}
 		cancel()
 		if err != nil {
 			stopAll()
-			return nil, fmt.Errorf("looking up consumer %s: %w", in.consumer, err)
-		}
-		errs := newErrorLog(m.log, "input", "input", in.name)
-		for range m.cfg.Consumer.Workers {
-			// Pull expiry of a few seconds with heartbeats rather than the
-			// 30 s default, so a lost pull request stalls an input briefly.
-			cc, err := cons.Consume(func(msg jetstream.Msg) { m.handle(workCtx, ln, in, msg, errs) },
-				jetstream.PullMaxMessages(m.cfg.Consumer.BatchSize),
-				jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
-				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { errs.failed(err) }))
-			if err != nil {
-				stopAll()
-				return nil, fmt.Errorf("consuming %s: %w", in.consumer, err)
-			}
-			out = append(out, cc)
+			return nil, fmt.Errorf("reading %s: %w", r.stream, err)
 		}
 	}
 	return out, nil
 }
 
+// fold decodes one input message and folds it, with the stream position,
+// under the lock: a checkpoint always holds a position together with
+// exactly the inputs up to it. It reports whether the reader has caught up
+// with its stream (the start-up target, or nothing pending).
+func (m *Monitor) fold(r reader, msg jetstream.Msg, errs *errorLog, target uint64) bool {
+	meta, err := msg.Metadata()
+	if err != nil {
+		errs.failed(err)
+		return false
+	}
+	ev, label, derr := m.decodeInput(r, msg)
+	late := false
+	m.mu.Lock()
+	if derr == nil {
+		ev.At, ev.Ord = m.now(), meta.Timestamp.UnixNano()
+		late = !m.join.fold(m.agg, ev)
+	}
+	m.agg.st.Positions[r.name] = meta.Sequence.Stream
+	m.mu.Unlock()
+	switch {
+	case derr != nil:
+		m.metrics.invalid[label].Inc()
+		m.log.Warn("invalid input message; not counted", "input", label, "stream_sequence", meta.Sequence.Stream, "err", derr)
+	case late:
+		m.metrics.lateDuplicates.Inc()
+	}
+	if meta.NumPending == 0 {
+		select {
+		case m.updated <- struct{}{}:
+		default:
+		}
+	}
+	return meta.NumPending == 0 || meta.Sequence.Stream >= target
+}
+
+// startAudit starts the consume loop of the audit consumer.
+func (m *Monitor) startAudit(ctx, workCtx context.Context) ([]jetstream.ConsumeContext, error) {
+	in := m.auditInput()
+	octx, cancel := context.WithTimeout(ctx, 2*m.cfg.OpTimeout)
+	cons, err := m.js.Consumer(octx, in.stream, in.consumer)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("looking up consumer %s: %w", in.consumer, err)
+	}
+	errs := newErrorLog(m.log, "input", "input", in.name)
+	// Pull expiry of a few seconds with heartbeats rather than the 30 s
+	// default, so a lost pull request stalls the input briefly.
+	cc, err := cons.Consume(func(msg jetstream.Msg) { m.handle(workCtx, in, msg, errs) },
+		jetstream.PullMaxMessages(100),
+		jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) { errs.failed(err) }))
+	if err != nil {
+		return nil, fmt.Errorf("consuming %s: %w", in.consumer, err)
+	}
+	return []jetstream.ConsumeContext{cc}, nil
+}
+
 // evaluateLoop evaluates the rules every EvaluationInterval and after each
-// ledger batch, and saves a checkpoint every CheckpointInterval, until ctx
+// input batch, and saves a checkpoint every CheckpointInterval, until ctx
 // ends.
 func (m *Monitor) evaluateLoop(ctx, workCtx context.Context) {
 	eval := time.NewTicker(m.cfg.EvaluationInterval)
@@ -415,8 +427,9 @@ func (m *Monitor) evaluateLoop(ctx, workCtx context.Context) {
 			}
 			continue
 		}
-		// Rules run only on a fully replayed ledger: evaluating a partial
-		// replay would fire on numbers that never existed.
+		// Rules run only once the inputs are folded up to their start-up
+		// end: evaluating a partial replay would fire on numbers that
+		// never existed.
 		if m.ready.Load() {
 			m.evaluate(workCtx)
 		}

@@ -8,13 +8,14 @@ import (
 )
 
 // Snapshot is the monitor's view at one instant. Counts are cumulative over
-// the ledger (deduplicated: a prediction, outcome or dead letter delivered or
+// the input streams (deduplicated: a prediction, outcome or dead letter delivered or
 // published twice counts once); Window* values are over the sliding window.
 // Ratios with a zero denominator are 0: check the sample counts.
 type Snapshot struct {
 	At time.Time
-	// LedgerSequence is the last ledger event folded in.
-	LedgerSequence uint64
+	// Positions are the last stream sequence folded in, by input
+	// (predictions, outcomes, deadletter).
+	Positions map[string]uint64
 
 	Predictions         int64
 	DeadLettered        int64
@@ -93,7 +94,7 @@ func (m *Monitor) snapshotWithHistogram() (Snapshot, histogramView) {
 	w := a.window(now)
 	s := Snapshot{
 		At:                         now,
-		LedgerSequence:             st.Seq,
+		Positions:                  maps.Clone(st.Positions),
 		Predictions:                st.Predictions,
 		DeadLettered:               st.DeadLettered,
 		DeadLetteredByStage:        maps.Clone(st.DeadByStage),

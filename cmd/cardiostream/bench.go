@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -779,22 +783,33 @@ func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB, cp
 	if err := b.publishBacklog(ctx, subjects.Outcomes(benchSource), n, func(k int) []byte { return bench.Outcome(prefixMonitor, k) }); err != nil {
 		return 0, 0, 0, 0, err
 	}
-	mon, err := b.spawnArgs(ctx, []string{"monitor"}, nil)
+	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return 0, 0, 0, 0, err
 	}
+	mon, err := b.spawnArgs(ctx, []string{"monitor", "--metrics-addr", addr}, nil)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	spawned := time.Now()
 	b.progress("monitor: joining %d pairs (at most %s)", n, b.o.monDuration)
+	// The rate is measured between the first poll that sees a join and the
+	// first that sees them all, from the monitor's own joined_total: the
+	// child's start-up (and set-up) is not part of it. When the first poll
+	// already sees them all (a small backlog), the time since the spawn is
+	// used instead: a lower bound, start-up included.
 	deadline := time.Now().Add(b.o.monDuration + 10*time.Second) // + start-up
-	var first time.Time
-	var last time.Time
+	var first, last time.Time
+	var firstJoins int
 	for {
-		j, ferr := b.countJoins(ctx)
-		if ferr == nil {
-			if j > 0 && first.IsZero() {
-				first = time.Now()
+		j, ferr := scrapeJoined(ctx, addr)
+		if ferr == nil && j > 0 {
+			now := time.Now()
+			if first.IsZero() {
+				first, firstJoins = now, j
 			}
 			if j > joins {
-				joins, last = j, time.Now()
+				joins, last = j, now
 			}
 		}
 		if joins >= n || time.Now().After(deadline) || (!first.IsZero() && time.Since(first) > b.o.monDuration) || mon.exited() {
@@ -804,19 +819,17 @@ func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB, cp
 		case <-ctx.Done():
 			_, _ = mon.stop()
 			return 0, 0, 0, 0, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 	ru, serr := mon.stop()
 	if serr != nil && joins == 0 {
 		return 0, 0, 0, 0, fmt.Errorf("monitor: %w; stderr:\n%s", serr, mon.stderr.String())
 	}
-	// The ledger's own timestamps: from its first event to the last join seen.
-	if info, err := b.streamInfo(ctx, b.cfg.Monitor.Ledger.Stream); err == nil && joins > 0 {
-		span := last.Sub(info.State.FirstTime)
-		if span > 0 {
-			perS = float64(joins) / span.Seconds()
-		}
+	if span := last.Sub(first); span > 0 && joins > firstJoins {
+		perS = float64(joins-firstJoins) / span.Seconds()
+	} else if joins > 0 {
+		perS = float64(joins) / last.Sub(spawned).Seconds()
 	}
 	if joins > 0 {
 		cpuUS = float64(ru.cpu.Microseconds()) / float64(joins)
@@ -824,23 +837,45 @@ func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB, cp
 	return joins, perS, ru.maxRSSMB, cpuUS, nil
 }
 
-// countJoins counts join events in the monitor's ledger.
-func (b *benchRun) countJoins(ctx context.Context) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// freeLoopbackAddr returns a loopback address with a port free right now.
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port for the monitor's /metrics: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// scrapeJoined reads cardiostream_monitor_joined_total from the monitor's
+// /metrics.
+func scrapeJoined(ctx context.Context, addr string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	st, err := b.js.Stream(ctx, b.cfg.Monitor.Ledger.Stream)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(b.cfg.Streams.Prefix+".monitor.ledger.join.>"))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
-	total := 0
-	for _, c := range info.State.Subjects {
-		total += int(c)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: %s", resp.Status)
 	}
-	return total, nil
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "cardiostream_monitor_joined_total "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(f), err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("/metrics has no cardiostream_monitor_joined_total")
 }
 
 // child is a cardiostream process bench started.
@@ -861,7 +896,7 @@ func (b *benchRun) spawn(ctx context.Context, workers int) (*child, error) {
 
 func (b *benchRun) spawnArgs(_ context.Context, args, env []string) (*child, error) {
 	args = append(args, "--nats-url", b.url, "--log-level", "warn")
-	if args[0] != "bench" {
+	if args[0] != "bench" && !slices.Contains(args, "--metrics-addr") {
 		args = append(args, "--metrics-addr", "127.0.0.1:0")
 	}
 	// Not exec.CommandContext: the child is stopped with SIGTERM so it drains.

@@ -13,23 +13,24 @@ import (
 
 	"github.com/cardiostream/cardiostream/internal/natstest"
 	"github.com/cardiostream/cardiostream/internal/streams"
+	"github.com/cardiostream/cardiostream/monitor"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
 // TestClusterTopology: a scorer and a monitor started against a 3-node
-// cluster (the URL list) place every stream, KV bucket and durable consumer
+// cluster (the URL list) place every stream, bucket and durable consumer
 // with the configured replicas, each follower current. With streams.replicas
-// 3 everything is R3 (the monitor's ledger and buckets and every consumer
-// follow the streams). With only monitor.replicas 3, the monitor's own
-// streams are R3 and its consumers on the shared R1 streams R1 (a
-// regression test: they were made R3, which the server refuses, and the
-// monitor never became ready).
+// 3 everything is R3 (the monitor's state bucket and its audit consumer
+// follow the streams). With only monitor.replicas 3, the monitor's state
+// bucket is R3 and its consumer on the shared R1 AUDIT stream R1 (a
+// regression test: monitor consumers were made R3, which the server
+// refuses, and the monitor never became ready).
 func TestClusterTopology(t *testing.T) {
 	// The registry's buckets (KV_CARDIO_MODEL_REGISTRY, OBJ_CARDIO_MODELS) follow
 	// streams.replicas like the shared streams; only the monitor's own follow
 	// monitor.replicas.
 	monitorOwn := func(stream string) bool {
-		return stream == "MONITOR_LEDGER" || strings.HasPrefix(stream, "KV_CARDIO_MONITOR_")
+		return strings.HasPrefix(stream, "OBJ_CARDIO_MONITOR_")
 	}
 	tests := []struct {
 		name string
@@ -106,7 +107,7 @@ func clusterCheckTopology(t *testing.T, c *natstest.Cluster, envVar string, want
 			for ci := range cl.Info() {
 				if ci.Config.Durable == "" {
 					// An ordered consumer (the monitor reading its
-					// ledger): ephemeral R1 by design, recreated by the
+					// inputs): ephemeral R1 by design, recreated by the
 					// client on another node when its node is lost.
 					continue
 				}
@@ -127,11 +128,10 @@ func clusterCheckTopology(t *testing.T, c *natstest.Cluster, envVar string, want
 			t.Errorf("stream %s missing; have %v", want, streamNames)
 		}
 	}
-	if len(streamNames) < 12 { // the five, AUDIT, the monitor's ledger and three KV buckets, the registry's KV and object buckets
-		t.Errorf("streams %v: want the five, AUDIT, the monitor ledger and its three KV buckets, the registry's two buckets", streamNames)
+	if len(streamNames) < 9 { // the five, AUDIT, the monitor's state bucket, the registry's KV and object buckets
+		t.Errorf("streams %v: want the five, AUDIT, the monitor's state bucket, the registry's two buckets", streamNames)
 	}
-	for _, want := range []string{streams.ConsumerScorer, streams.ConsumerMonitorPredictions, streams.ConsumerMonitorOutcomes,
-		streams.ConsumerMonitorDeadLetter, streams.ConsumerAlertWebhook} {
+	for _, want := range []string{streams.ConsumerScorer, monitor.ConsumerAudit, streams.ConsumerAlertWebhook} {
 		if !slices.Contains(consumerNames, want) {
 			t.Errorf("consumer %s missing; have %v", want, consumerNames)
 		}
@@ -146,8 +146,18 @@ func clusterCheckTopology(t *testing.T, c *natstest.Cluster, envVar string, want
 			t.Errorf("KV bucket %s: %d replicas, want %d", st.Bucket(), r, want(stream.Config.Name))
 		}
 	}
-	if kvs < 4 {
-		t.Errorf("%d KV buckets, want the monitor's three and the registry's", kvs)
+	if kvs < 1 {
+		t.Errorf("%d KV buckets, want the registry's", kvs)
+	}
+	objs := 0
+	for st := range js.ObjectStores(ctx).Status() {
+		objs++
+		if r := st.Replicas(); r != want("OBJ_"+st.Bucket()) {
+			t.Errorf("object bucket %s: %d replicas, want %d", st.Bucket(), r, want("OBJ_"+st.Bucket()))
+		}
+	}
+	if objs < 2 {
+		t.Errorf("%d object buckets, want the monitor's state and the registry's models", objs)
 	}
 	for _, p := range procs {
 		if code := p.stop(t); code != 0 {

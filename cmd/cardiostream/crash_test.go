@@ -14,6 +14,7 @@ import (
 	"github.com/cardiostream/cardiostream/internal/natsserver"
 	"github.com/cardiostream/cardiostream/internal/natstest"
 	"github.com/cardiostream/cardiostream/internal/streams"
+	"github.com/cardiostream/cardiostream/monitor"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -193,18 +194,15 @@ func TestMonitorStartsBeforeNATS(t *testing.T) {
 	mon.waitReady(t, 60*time.Second)
 
 	js := procConnect(t, url)
-	for _, c := range []struct{ stream, consumer string }{
-		{schemas.StreamPredictions, streams.ConsumerMonitorPredictions},
-		{schemas.StreamOutcomes, streams.ConsumerMonitorOutcomes},
-		{schemas.StreamDeadLetter, streams.ConsumerMonitorDeadLetter},
-	} {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := js.Consumer(ctx, c.stream, c.consumer)
-		cancel()
-		if err != nil {
-			t.Errorf("monitor ready but its consumer %s on %s: %v", c.consumer, c.stream, err)
-		}
+	// Ready means set up: its state bucket and audit consumer exist.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if _, err := js.Consumer(ctx, schemas.StreamAudit, monitor.ConsumerAudit); err != nil {
+		t.Errorf("monitor ready but its consumer %s on %s: %v", monitor.ConsumerAudit, schemas.StreamAudit, err)
 	}
+	if _, err := js.ObjectStore(ctx, monitor.DefaultConfig().StateBucket); err != nil {
+		t.Errorf("monitor ready but its state bucket: %v", err)
+	}
+	cancel()
 
 	sc := crashStartScorerOn(t, "scorer", url)
 	rp := procStart(t, "replay", procEnv(), "", append([]string{"replay", "--nats-url", url, "--outcomes", "--label-delay", "0s"}, uciFiles[0])...)

@@ -132,7 +132,7 @@ func newSystem(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstr
 		s.ops.AddDegradedCheck("model", f.Ready)
 	}
 	if r.monitor {
-		// The monitor's ledger and buckets are as replicated as the streams.
+		// The monitor's state bucket is as replicated as the streams.
 		mcfg := cfg.Monitor
 		mcfg.Replicas = max(mcfg.Replicas, cfg.Streams.Replicas)
 		mon, err := monitor.New(mcfg, js, subjects, reg, log)

@@ -12,13 +12,11 @@ import (
 )
 
 // Durable consumer names. Each is shared by every process of its role, so
-// scaling out is running more processes.
+// scaling out is running more processes. (The monitor reads its inputs with
+// ordered consumers: every monitor process reads all of them.)
 const (
-	ConsumerScorer             = "scorer"
-	ConsumerMonitorPredictions = "monitor-predictions"
-	ConsumerMonitorOutcomes    = "monitor-outcomes"
-	ConsumerMonitorDeadLetter  = "monitor-deadletter"
-	ConsumerAlertWebhook       = "alert-webhook"
+	ConsumerScorer       = "scorer"
+	ConsumerAlertWebhook = "alert-webhook"
 )
 
 // Limits are one stream's retention limits. Zero MaxBytes or MaxMsgs means

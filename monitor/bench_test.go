@@ -1,0 +1,42 @@
+package monitor
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cardiostream/cardiostream/internal/natstest"
+	"github.com/cardiostream/cardiostream/schemas"
+)
+
+// BenchmarkMonitorJoins folds a backlog of b.N predictions and b.N outcomes
+// (real embedded server, real streams) and reports joins per second.
+func BenchmarkMonitorJoins(b *testing.B) {
+	h := newHarness(b)
+	now := time.Now().UTC()
+	preds, outs := make([]any, b.N), make([]any, b.N)
+	for i := range b.N {
+		id := fmt.Sprintf("r-%08d", i)
+		preds[i] = schemas.Prediction{SchemaVersion: schemas.Version, RecordID: id, Source: "s", Probability: 0.7, Label: i % 2,
+			Threshold: 0.5, Model: schemas.ModelRef{Name: "heart-xgb", Version: "1.0.0"}, ReceivedAt: now, ScoredAt: now, LatencyMS: 1.5, Deliveries: 1}
+		outs[i] = schemas.Outcome{SchemaVersion: schemas.Version, RecordID: id, Label: (i / 3) % 2, ObservedAt: now}
+	}
+	for i := 0; i < b.N; i += 2000 {
+		h.publishAll(h.subjects.Predictions("s"), preds[i:min(i+2000, b.N)])
+		h.publishAll(h.subjects.Outcomes("s"), outs[i:min(i+2000, b.N)])
+	}
+	cfg := testConfig()
+	cfg.CheckpointInterval = DefaultConfig().CheckpointInterval
+	b.ResetTimer()
+	start := time.Now()
+	r := h.startNoWait(cfg, nil)
+	natstest.Eventually(b, 5*time.Minute, func() error {
+		if j := r.m.Snapshot().Joined; j < int64(b.N) {
+			return fmt.Errorf("joined %d of %d", j, b.N)
+		}
+		return nil
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "joins/s")
+	r.stop()
+}
