@@ -132,11 +132,26 @@ func (s *schema) check(key string, v any) (msg string, kind error) {
 			return "", nil
 		}
 	}
+	for old, why := range retiredKeys {
+		if key == old || strings.HasPrefix(key, old+".") {
+			return "no longer a setting: " + why + "; remove it", ErrUnknownKey
+		}
+	}
 	msg = "unknown key"
 	if sug := s.suggest(key); sug != "" {
 		msg += fmt.Sprintf("; did you mean %s?", sug)
 	}
 	return msg, ErrUnknownKey
+}
+
+// retiredKeys are settings of earlier versions, with why they went: a file
+// that still has one gets that reason instead of a bare "unknown key".
+var retiredKeys = map[string]string{
+	"monitor.ledger":           "the monitor folds the input streams directly (no ledger stream)",
+	"monitor.pending_bucket":   "open joins are kept in the monitor's memory and checkpoint (no pending bucket)",
+	"monitor.joined_bucket":    "resolved records are kept in the monitor's memory and checkpoint for monitor.joined_ttl (no joined bucket)",
+	"monitor.consumer.workers": "the monitor reads each input with one ordered consumer",
+	"monitor.consumer.lanes":   "the monitor joins in memory; there are no lanes of round trips",
 }
 
 // suggest returns the known key nearest to a misspelt one, or "".
