@@ -21,6 +21,9 @@ type reader struct {
 	name    string // metric label and checkpoint position: predictions, outcomes, deadletter
 	stream  string
 	filters []string
+	// sources caches what each subject means (kind, source); owned by the
+	// reader's one callback goroutine.
+	sources map[string]subjectKind
 }
 
 func (m *Monitor) readers() []reader {
@@ -50,6 +53,44 @@ var legacyConsumers = []struct{ stream, name string }{
 // by the caller). The metric label of the input is returned for errors.
 func (m *Monitor) decodeInput(r reader, msg jetstream.Msg) (event, string, error) {
 	subject := msg.Subject()
+	if r.sources != nil {
+		// A reader's messages come from a handful of sources: remember
+		// what each subject means rather than parse it every time.
+		if s, ok := r.sources[subject]; ok {
+			return decodeFor(s.kind, msg.Data(), s.source)
+		}
+		ev, label, err := m.decodeInputSlow(r, msg, subject)
+		if err == nil && len(r.sources) < maxCachedSubjects {
+			r.sources[subject] = subjectKind{kind: ev.Kind, source: ev.Source}
+		}
+		return ev, label, err
+	}
+	return m.decodeInputSlow(r, msg, subject)
+}
+
+// maxCachedSubjects bounds a reader's subject cache (one entry per source).
+const maxCachedSubjects = 4096
+
+type subjectKind struct{ kind, source string }
+
+func decodeFor(kind string, data []byte, source string) (event, string, error) {
+	switch kind {
+	case kindShadow:
+		ev, err := decodeShadow(data, source)
+		return ev, "shadow", err
+	case kindPrediction:
+		ev, err := decodePrediction(data, source)
+		return ev, "predictions", err
+	case kindOutcome:
+		ev, err := decodeOutcome(data, source)
+		return ev, "outcomes", err
+	default:
+		ev, err := decodeDeadLetter(data, source)
+		return ev, "deadletter", err
+	}
+}
+
+func (m *Monitor) decodeInputSlow(r reader, msg jetstream.Msg, subject string) (event, string, error) {
 	switch r.name {
 	case "predictions":
 		if source, ok := m.subjects.SourceOf(schemas.ShadowKind, subject); ok {

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/cardiostream/cardiostream/schemas"
 )
 
 // joinKey identifies a (source, record_id): the first 128 bits of SHA-256
@@ -14,7 +16,10 @@ import (
 type joinKey [16]byte
 
 func keyOf(source, recordID string) joinKey {
-	h := sha256.Sum256([]byte(source + "\x00" + recordID))
+	// Sources and ids are bounded (longer ones only cost an allocation).
+	var buf [2*schemas.MaxIDLength + 1]byte
+	b := append(append(append(buf[:0], source...), 0), recordID...)
+	h := sha256.Sum256(b)
 	var k joinKey
 	copy(k[:], h[:16])
 	return k

@@ -308,6 +308,7 @@ func (m *Monitor) startReaders(ctx context.Context, targets map[string]uint64) (
 		}
 	}
 	for i, r := range readers {
+		r.sources = map[string]subjectKind{}
 		m.mu.Lock()
 		from := m.agg.st.Positions[r.name]
 		m.mu.Unlock()
