@@ -294,12 +294,12 @@ func (a *aggregator) open(s side, ev event) {
 }
 
 func (a *aggregator) close(ev event) {
-	for s, t := range [numSides]*time.Time{ev.PredictionAt, ev.OutcomeAt, ev.DeadLetterAt} {
-		if t == nil {
+	for s, t := range [numSides]time.Time{ev.PredictionAt, ev.OutcomeAt, ev.DeadLetterAt} {
+		if t.IsZero() {
 			continue
 		}
 		a.st.Resolved[s]++
-		b := a.bucket(*t)
+		b := a.bucket(t)
 		if a.st.Pending[s][b]--; a.st.Pending[s][b] == 0 {
 			delete(a.st.Pending[s], b)
 		}

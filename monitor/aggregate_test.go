@@ -181,7 +181,7 @@ func TestPendingCountsAndExpiry(t *testing.T) {
 	a.apply(event{Kind: kindPrediction, At: t0, Pending: true})
 	a.apply(event{Kind: kindPrediction, At: t0.Add(30 * time.Minute), Pending: true})
 	a.apply(event{Kind: kindOutcome, At: t0.Add(40 * time.Minute), Pending: true})
-	a.apply(event{Kind: kindJoin, At: t0.Add(40 * time.Minute), PredictionAt: ptr(t0.Add(30 * time.Minute)), OutcomeAt: ptr(t0.Add(40 * time.Minute))})
+	a.apply(event{Kind: kindJoin, At: t0.Add(40 * time.Minute), PredictionAt: t0.Add(30 * time.Minute), OutcomeAt: t0.Add(40 * time.Minute)})
 	tests := []struct {
 		at   time.Duration
 		want int64

@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -39,4 +41,46 @@ func BenchmarkMonitorJoins(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "joins/s")
 	r.stop()
+}
+
+// BenchmarkFoldJoin is the in-memory part of one join, without NATS:
+// decoding a prediction and an outcome and folding both (join, aggregates,
+// windows). One op is one join.
+func BenchmarkFoldJoin(b *testing.B) {
+	cfg := DefaultConfig()
+	a, j := newAggregator(cfg), newJoiner(cfg)
+	now := time.Now().UTC()
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("r-%08d", i)
+	}
+	pred, err := json.Marshal(schemas.Prediction{SchemaVersion: schemas.Version, RecordID: "r-00000000", Source: "s", Probability: 0.7, Label: 1,
+		Threshold: 0.5, Model: schemas.ModelRef{Name: "heart-xgb", Version: "1.0.0"}, ReceivedAt: now, ScoredAt: now, LatencyMS: 1.5, Deliveries: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := []byte(`{"schema_version":1,"record_id":"r-00000000","label":0,"observed_at":"2026-01-01T00:00:00Z"}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		// Same-length ids: patch the id in place.
+		copy(pred[bytes.Index(pred, []byte("r-")):], ids[i])
+		copy(out[bytes.Index(out, []byte("r-")):], ids[i])
+		p, err := decodePrediction(pred, "s")
+		if err != nil {
+			b.Fatal(err)
+		}
+		o, err := decodeOutcome(out, "s")
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.At, p.Ord = now, int64(2*i)
+		o.At, o.Ord = now, int64(2*i+1)
+		j.fold(a, p)
+		j.fold(a, o)
+	}
+	b.StopTimer()
+	if a.st.Joined != int64(b.N) {
+		b.Fatalf("joined %d of %d", a.st.Joined, b.N)
+	}
 }

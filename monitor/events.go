@@ -60,12 +60,12 @@ type event struct {
 	Pending bool
 
 	// Join and unscorable events: the labels and when each resolved side was
-	// folded (to take it off the pending count).
+	// folded (to take it off the pending count; zero when absent).
 	Predicted    int
 	Actual       int
-	PredictionAt *time.Time
-	OutcomeAt    *time.Time
-	DeadLetterAt *time.Time
+	PredictionAt time.Time
+	OutcomeAt    time.Time
+	DeadLetterAt time.Time
 
 	// Shadow join events: the active model's version and label for the same
 	// record (absent when the record was dead-lettered).

@@ -15,7 +15,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 	a := newAggregator(DefaultConfig())
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	a.apply(event{Kind: kindPrediction, At: at, LatencyMS: 4, Pending: true})
-	a.apply(event{Kind: kindJoin, At: at, Actual: 1, Predicted: 1, PredictionAt: &at})
+	a.apply(event{Kind: kindJoin, At: at, Actual: 1, Predicted: 1, PredictionAt: at})
 	j := newJoiner(DefaultConfig())
 	j.fold(a, event{Kind: kindPrediction, Source: "s", RecordID: "open", At: at, Label: 1})
 	j.fold(a, event{Kind: kindPrediction, Source: "s", RecordID: "x", At: at, Label: 1})

@@ -123,15 +123,15 @@ func (e *entry) resolvable() bool {
 // resolution is the join (or unscorable) event of a resolvable entry.
 func (e *entry) resolution(source, recordID string, now time.Time) event {
 	ev := event{Kind: kindUnscorable, Source: source, RecordID: recordID, At: now, Actual: e.Outcome.Label, Ord: e.Outcome.Ord}
-	ev.OutcomeAt = timePtr(e.Outcome.At)
+	ev.OutcomeAt = e.Outcome.At
 	if e.DeadLetter != nil {
-		ev.DeadLetterAt = timePtr(e.DeadLetter.At)
+		ev.DeadLetterAt = e.DeadLetter.At
 	}
 	if p := e.Prediction; p != nil {
 		ev.Kind = kindJoin
 		ev.Version = p.V
 		ev.Predicted = p.Label
-		ev.PredictionAt = timePtr(p.At)
+		ev.PredictionAt = p.At
 		ev.Ord = max(ev.Ord, p.Ord)
 	}
 	return ev
@@ -157,8 +157,6 @@ func (r *resolved) shadowJoin(source, recordID, v string, sh *docSide, now time.
 	}
 	return ev
 }
-
-func timePtr(t time.Time) *time.Time { return &t }
 
 func sideOf(kind string) side {
 	switch kind {
@@ -227,9 +225,11 @@ func (j *joiner) fold(agg *aggregator, ev event) bool {
 	res := e.resolution(ev.Source, ev.RecordID, ev.At)
 	agg.apply(res)
 	r := e.resolvedRecord(res)
-	for _, v := range slices.Sorted(maps.Keys(e.Shadow)) {
-		agg.apply(r.shadowJoin(ev.Source, ev.RecordID, v, e.Shadow[v], ev.At))
-		r.Shadow = append(r.Shadow, v)
+	if len(e.Shadow) > 0 {
+		for _, v := range slices.Sorted(maps.Keys(e.Shadow)) {
+			agg.apply(r.shadowJoin(ev.Source, ev.RecordID, v, e.Shadow[v], ev.At))
+			r.Shadow = append(r.Shadow, v)
+		}
 	}
 	delete(j.open, k)
 	j.done[k] = r
