@@ -1,8 +1,8 @@
 package natstest
 
 import (
-	"fmt"
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
