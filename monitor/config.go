@@ -54,10 +54,11 @@ type Config struct {
 
 	// StateBucket is the object store bucket holding the checkpoint.
 	StateBucket string `koanf:"state_bucket"`
-	// JoinedTTL is how long a resolved record is remembered after its join
-	// entry expired: a duplicate of either side arriving later than this is
-	// counted again. Each remembered record costs ≈ 50 bytes of memory and of
-	// checkpoint: records per day × days.
+	// JoinedTTL is how long a resolved (joined or unscorable) record is
+	// remembered: another input of it arriving later than this is counted
+	// again. Each remembered record costs ≈ 130 bytes of memory and ≈ 50 of
+	// checkpoint: records per day × days. The default, 48h, is twice the
+	// default label deadline.
 	JoinedTTL time.Duration `koanf:"joined_ttl"`
 	// Replicas is the number of copies of the state bucket (1, 3 or 5). The
 	// audit consumer has as many as its stream.
@@ -139,7 +140,7 @@ func DefaultConfig() Config {
 		CheckpointInterval: 30 * time.Second,
 		Rules:              DefaultRules(),
 		StateBucket:        "CARDIO_MONITOR_STATE",
-		JoinedTTL:          7 * 24 * time.Hour,
+		JoinedTTL:          48 * time.Hour,
 		Replicas:           1,
 		Consumer: ConsumerConfig{
 			BatchSize:     1000,

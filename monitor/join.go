@@ -73,6 +73,25 @@ type joiner struct {
 	// done holds the resolved records of the last joinedTTL; another input
 	// for one of them is a duplicate (a shadow prediction is resolved).
 	done map[joinKey]*resolved
+	// versions interns model versions: every record keeps one, and there
+	// are only a few distinct ones.
+	versions map[string]string
+}
+
+// maxInterned bounds versions; past it, versions are kept as they come.
+const maxInterned = 1024
+
+func (j *joiner) intern(v string) string {
+	if v == "" {
+		return v
+	}
+	if s, ok := j.versions[v]; ok {
+		return s
+	}
+	if len(j.versions) < maxInterned {
+		j.versions[v] = v
+	}
+	return v
 }
 
 func newJoiner(cfg Config) *joiner {
@@ -81,6 +100,7 @@ func newJoiner(cfg Config) *joiner {
 		joinedTTL:     int64(cfg.JoinedTTL),
 		open:          map[joinKey]*entry{},
 		done:          map[joinKey]*resolved{},
+		versions:      map[string]string{},
 	}
 }
 
@@ -188,6 +208,7 @@ func (j *joiner) fold(agg *aggregator, ev event) bool {
 	}
 	k := keyOf(ev.Source, ev.RecordID)
 	now := ev.At.UnixNano()
+	ev.Version = j.intern(ev.Version)
 	if r := j.done[k]; r != nil {
 		if now-r.Last > j.joinedTTL {
 			delete(j.done, k)

@@ -26,8 +26,7 @@ const (
 type metrics struct {
 	invalid map[string]prometheus.Counter
 	errors  map[string]prometheus.Counter
-	// lateDuplicates counts inputs of records resolved within joined_ttl
-	// whose join entry had expired.
+	// lateDuplicates counts inputs of records resolved within joined_ttl.
 	lateDuplicates prometheus.Counter
 	refusals       prometheus.Counter
 }
@@ -43,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, m *Monitor) (*metrics, error) {
 	}, []string{"op"})
 	late := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "late_duplicates_total",
-		Help: "Inputs of a record resolved within joined_ttl that arrived after its join entry expired (label_deadline); not counted again.",
+		Help: "Inputs of a record already joined (or unscorable) within joined_ttl: duplicates, not counted again.",
 	})
 	refusals := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: "artifact_refused_alerts_total",
