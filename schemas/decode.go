@@ -80,6 +80,42 @@ type decoder struct {
 	tbuf [64]byte
 }
 
+// required is a member a payload must have: its bit in the seen set, its
+// field and the problem when it is absent.
+type required struct {
+	bit            uint16
+	field, problem string
+}
+
+// next moves to the next member of the payload's top-level object (after
+// begin): the key, positioned at its value, which the caller must consume.
+// ok is false at the closing brace or once a fatal problem is recorded.
+func (d *decoder) next(first *bool) (key []byte, ok bool) {
+	if d.s.fatal {
+		return nil, false
+	}
+	key, ok = d.s.member(*first, d.kbuf[:])
+	*first = false
+	return key, ok
+}
+
+// finish checks, after the last member, that nothing follows the object and
+// that the required members (marked in seen by dup) were there.
+func (d *decoder) finish(seen uint16, required ...required) {
+	s := &d.s
+	if s.fatal {
+		return
+	}
+	if s.end(); s.fatal {
+		return
+	}
+	for _, r := range required {
+		if seen&r.bit == 0 {
+			s.addShape(r.field, r.problem)
+		}
+	}
+}
+
 // dup reports (and skips) a member seen before.
 func (d *decoder) dup(seen *uint16, bit uint16, field string) bool {
 	if *seen&bit != 0 {
@@ -205,8 +241,8 @@ func DecodeRecord(data []byte) (Record, error) {
 	var id, ref []byte
 	var seen uint16
 	if s.begin() {
-		for first := true; ; first = false {
-			key, ok := s.member(first, d.kbuf[:])
+		for first := true; ; {
+			key, ok := d.next(&first)
 			if !ok {
 				break
 			}
@@ -234,21 +270,8 @@ func DecodeRecord(data []byte) (Record, error) {
 			default:
 				d.unknown("", key, recordKeys)
 			}
-			if s.fatal {
-				break
-			}
 		}
-		if !s.fatal {
-			s.end()
-		}
-		if !s.fatal {
-			if seen&mID == 0 {
-				s.addShape("id", "is required")
-			}
-			if seen&mFeatures == 0 {
-				s.addShape("features", "is required; an object of the 13 features")
-			}
-		}
+		d.finish(seen, required{mID, "id", "is required"}, required{mFeatures, "features", "is required; an object of the 13 features"})
 	}
 	rec.ID, rec.PatientRef = twoStrings(id, ref)
 	if err := s.err(); err != nil {
@@ -356,8 +379,8 @@ func DecodeOutcome(data []byte) (Outcome, error) {
 	var id []byte
 	var seen uint16
 	if s.begin() {
-		for first := true; ; first = false {
-			key, ok := s.member(first, d.kbuf[:])
+		for first := true; ; {
+			key, ok := d.next(&first)
 			if !ok {
 				break
 			}
@@ -381,23 +404,8 @@ func DecodeOutcome(data []byte) (Outcome, error) {
 			default:
 				d.unknown("", key, outcomeKeys)
 			}
-			if s.fatal {
-				break
-			}
 		}
-		if !s.fatal {
-			s.end()
-		}
-		if !s.fatal {
-			for _, m := range [...]struct {
-				bit  uint16
-				name string
-			}{{mID, "record_id"}, {mLabel, "label"}, {mObservedAt, "observed_at"}} {
-				if seen&m.bit == 0 {
-					s.addShape(m.name, "is required")
-				}
-			}
-		}
+		d.finish(seen, required{mID, "record_id", "is required"}, required{mLabel, "label", "is required"}, required{mObservedAt, "observed_at", "is required"})
 	}
 	o.RecordID = string(id)
 	if err := s.err(); err != nil {
@@ -406,18 +414,24 @@ func DecodeOutcome(data []byte) (Outcome, error) {
 	return o, nil
 }
 
-func (d *decoder) label() int {
+// numberValue reads the number member field; ok is false (with the problem
+// recorded) when it is not a finite JSON number.
+func (d *decoder) numberValue(field string) (raw []byte, integral, ok bool) {
 	s := &d.s
 	switch s.kind() {
 	case kindNumber:
+		return s.number()
 	case kindNonFinite:
-		s.nonFinite("label", "")
-		return 0
+		s.nonFinite(field, "")
 	default:
-		s.wrongType("label", "must be a number")
-		return 0
+		s.wrongType(field, "must be a number")
 	}
-	raw, integral, ok := s.number()
+	return nil, false, false
+}
+
+func (d *decoder) label() int {
+	s := &d.s
+	raw, integral, ok := d.numberValue("label")
 	if !ok {
 		return 0
 	}

@@ -30,8 +30,8 @@ func DecodePredictionSummary(data []byte) (PredictionSummary, error) {
 	var seen uint16
 	const mLatency, mModel = 1 << 14, 1 << 15
 	if s.begin() {
-		for first := true; ; first = false {
-			key, ok := s.member(first, d.kbuf[:])
+		for first := true; ; {
+			key, ok := d.next(&first)
 			if !ok {
 				break
 			}
@@ -57,21 +57,8 @@ func DecodePredictionSummary(data []byte) (PredictionSummary, error) {
 				// cost an allocation per member on the monitor's hot path.
 				s.skip("")
 			}
-			if s.fatal {
-				break
-			}
 		}
-		if !s.fatal {
-			s.end()
-		}
-		if !s.fatal {
-			if seen&mID == 0 {
-				s.addShape("record_id", "is required")
-			}
-			if seen&mLabel == 0 {
-				s.addShape("label", "is required")
-			}
-		}
+		d.finish(seen, required{mID, "record_id", "is required"}, required{mLabel, "label", "is required"})
 	}
 	if err := s.err(); err != nil {
 		return PredictionSummary{}, err
@@ -81,23 +68,13 @@ func DecodePredictionSummary(data []byte) (PredictionSummary, error) {
 }
 
 func (d *decoder) latency() float64 {
-	s := &d.s
-	switch s.kind() {
-	case kindNumber:
-	case kindNonFinite:
-		s.nonFinite("latency_ms", "")
-		return 0
-	default:
-		s.wrongType("latency_ms", "must be a number")
-		return 0
-	}
-	raw, _, ok := s.number()
+	raw, _, ok := d.numberValue("latency_ms")
 	if !ok {
 		return 0
 	}
 	v := parseFloat(raw)
 	if v < 0 || v > 1e15 {
-		s.addValue("latency_ms", withGot("must be a number of milliseconds from 0 to 1e15", raw))
+		d.s.addValue("latency_ms", withGot("must be a number of milliseconds from 0 to 1e15", raw))
 		return 0
 	}
 	return v
