@@ -127,8 +127,8 @@ func TestAlertDeliveryThroughOutages(t *testing.T) {
 		"CARDIOSTREAM_WEBHOOK__INITIAL_BACKOFF=50ms",
 		"CARDIOSTREAM_WEBHOOK__MAX_BACKOFF=300ms",
 	}
-	startMon := func() *monitorProc {
-		p, _ := startMonitorProcArgs(t, url, env, "--config", rules)
+	startMon := func() *osProc {
+		p, _ := startMonitorProc(t, url, env, "--config", rules)
 		return p
 	}
 	mon := startMon()
@@ -178,7 +178,7 @@ func TestAlertDeliveryThroughOutages(t *testing.T) {
 		})
 	}
 	retries := func() float64 {
-		v, _ := metricValue(scrape(t, mon.metrics), "cardiostream_webhook_deliveries_total", "result", "retry")
+		v, _ := metricValue(scrape(t, mon.metricsAddr), "cardiostream_webhook_deliveries_total", "result", "retry")
 		return v
 	}
 

@@ -7,12 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -92,22 +88,18 @@ func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *n
 	})
 	env := testEnviron("CARDIOSTREAM_STREAMS__REPLICAS=3", "CARDIOSTREAM_TEST_RUN_MAIN=1")
 
-	var scorers []*clusterProc
+	var scorers []*osProc
 	for i := range 2 {
-		scorers = append(scorers, clusterStartProc(t, env, fmt.Sprintf("scorer-%d", i+1), "scorer", "--nats-url", c.URLs(),
-			"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))))
+		sc, _ := procStartReady(t, fmt.Sprintf("scorer-%d", i+1), env, "scorer", "--nats-url", c.URLs())
+		scorers = append(scorers, sc)
 	}
-	mon := clusterStartProc(t, env, "monitor", "monitor", "--nats-url", c.URLs(),
-		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)))
-	for _, s := range append(scorers, mon) {
-		s.waitReady(t)
-	}
+	mon, _ := procStartReady(t, "monitor", env, "monitor", "--nats-url", c.URLs())
 	clusterSeparateLeaders(t, c, nc)
 	clusterCheckR3(t, js)
 
 	const total = clusterRepeat * 920
 	args := append([]string{"replay", "--nats-url", c.URLs(), "--repeat", strconv.Itoa(clusterRepeat), "--rate", clusterRate}, uciFiles...)
-	replay := clusterStartProc(t, env, "replay", args...)
+	replay := procStart(t, "replay", env, "", args...)
 
 	// Lose the node while records flow.
 	natstest.Eventually(t, 120*time.Second, func() error {
@@ -133,7 +125,7 @@ func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *n
 	// Keep it down while a backlog builds up, then bring it back.
 	natstest.Eventually(t, 120*time.Second, func() error {
 		seq := clusterLastSeq(t, js, schemas.StreamRecords)
-		if seq < recordsAtLoss+clusterDownRecord && !replay.exited() {
+		if seq < recordsAtLoss+clusterDownRecord && !replay.done() {
 			return fmt.Errorf("RECORDS at seq %d, restarting the node at %d", seq, recordsAtLoss+clusterDownRecord)
 		}
 		return nil
@@ -424,112 +416,4 @@ func clusterConsumerState(js jetstream.JetStream) string {
 	}
 	return fmt.Sprintf("leader %s, pending %d, awaiting ack %d, redelivered %d, delivered up to %d, acked up to %d",
 		leader, info.NumPending, info.NumAckPending, info.NumRedelivered, info.Delivered.Stream, info.AckFloor.Stream)
-}
-
-// clusterProc is the test binary re-executed as `cardiostream <args>`.
-type clusterProc struct {
-	name        string
-	cmd         *exec.Cmd
-	stdout      *syncBuffer
-	stderr      *syncBuffer
-	done        chan struct{}
-	code        int
-	metricsAddr string
-}
-
-func clusterStartProc(t *testing.T, env []string, name string, args ...string) *clusterProc {
-	t.Helper()
-	p := &clusterProc{name: name, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	for i, a := range args {
-		if a == "--metrics-addr" && i+1 < len(args) {
-			p.metricsAddr = args[i+1]
-		}
-	}
-	p.cmd = exec.Command(os.Args[0], args...)
-	p.cmd.Env = env
-	p.cmd.Stdout = p.stdout
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.code = 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			p.code = ee.ExitCode()
-		} else if err != nil {
-			p.code = -1
-		}
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s stderr (tail):\n%s", p.name, clusterTail(p.stderr.String(), 40))
-		}
-	})
-	return p
-}
-
-func (p *clusterProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *clusterProc) wait(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.code
-	case <-time.After(timeout):
-		t.Fatalf("%s still running after %s; stderr:\n%s", p.name, timeout, clusterTail(p.stderr.String(), 40))
-		return -1
-	}
-}
-
-func (p *clusterProc) stop(t *testing.T) int {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !p.exited() {
-		t.Fatal(err)
-	}
-	return p.wait(t, 60*time.Second)
-}
-
-func (p *clusterProc) waitReady(t *testing.T) {
-	t.Helper()
-	natstest.Eventually(t, 60*time.Second, func() error {
-		if p.exited() {
-			t.Fatalf("%s exited %d before it was ready; stderr:\n%s", p.name, p.code, p.stderr.String())
-		}
-		return clusterReady(p.metricsAddr)
-	})
-}
-
-func clusterTail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// clusterReady returns nil when http://addr/readyz answers 200.
-func clusterReady(addr string) error {
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/readyz %s", resp.Status)
-	}
-	return nil
 }

@@ -21,7 +21,7 @@ import (
 )
 
 // kill9 (kill -9) sends SIGKILL and waits for the process to be gone.
-func (p *crashProc) kill9(tb testing.TB) {
+func (p *osProc) kill9(tb testing.TB) {
 	tb.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		tb.Fatalf("kill -9 %s: %v", p.name, err)
@@ -58,7 +58,7 @@ func TestCrashKill9Scorers(t *testing.T) {
 	)
 	total := 920*repeat + invalid
 
-	var scorers [2]*crashProc
+	var scorers [2]*osProc
 	for i := range scorers {
 		scorers[i] = crashStartScorerOn(t, fmt.Sprintf("scorer-%d", i), url)
 	}
@@ -141,7 +141,7 @@ func TestCrashServerRestart(t *testing.T) {
 	monAddr := procMetricsAddr(t)
 	mon := procStart(t, "monitor", crashScorerEnv(), monAddr, "monitor", "--nats-url", url, "--metrics-addr", monAddr)
 	mon.waitReady(t, time.Minute)
-	var scorers [2]*crashProc
+	var scorers [2]*osProc
 	for i := range scorers {
 		scorers[i] = crashStartScorerOn(t, fmt.Sprintf("scorer-%d", i), url)
 	}
@@ -245,7 +245,7 @@ func TestCrashLoneScorerBackAfterDuplicateWindow(t *testing.T) {
 	rp := procStart(t, "replay", env, "", append([]string{"replay", "--nats-url", url, "--repeat", fmt.Sprint(repeat)}, uciFiles...)...)
 	crashWaitReplay(t, rp)
 
-	scorerOn := func(name string) *crashProc {
+	scorerOn := func(name string) *osProc {
 		addr := procMetricsAddr(t)
 		p := procStart(t, name, env, addr, "scorer", "--nats-url", url, "--metrics-addr", addr)
 		p.waitReady(t, time.Minute)

@@ -37,7 +37,7 @@ func crashScorerEnv() []string {
 
 // crashStartScorerOn starts a `cardiostream scorer` process and waits until
 // it is ready.
-func crashStartScorerOn(tb testing.TB, name, url string) *crashProc {
+func crashStartScorerOn(tb testing.TB, name, url string) *osProc {
 	tb.Helper()
 	addr := procMetricsAddr(tb)
 	p := procStart(tb, name, crashScorerEnv(), addr, "scorer", "--nats-url", url, "--metrics-addr", addr)
@@ -46,7 +46,7 @@ func crashStartScorerOn(tb testing.TB, name, url string) *crashProc {
 }
 
 // crashStartReplay starts `cardiostream replay` of the UCI files as a process.
-func crashStartReplay(tb testing.TB, url string, repeat int, rate float64, extra ...string) *crashProc {
+func crashStartReplay(tb testing.TB, url string, repeat int, rate float64, extra ...string) *osProc {
 	tb.Helper()
 	args := append([]string{"replay", "--nats-url", url, "--repeat", fmt.Sprint(repeat), "--rate", fmt.Sprint(rate)}, extra...)
 	args = append(args, uciFiles...)
@@ -54,7 +54,7 @@ func crashStartReplay(tb testing.TB, url string, repeat int, rate float64, extra
 }
 
 // crashWaitReplay waits for a replay process to exit 0.
-func crashWaitReplay(tb testing.TB, p *crashProc) {
+func crashWaitReplay(tb testing.TB, p *osProc) {
 	tb.Helper()
 	if code := p.wait(tb, 5*time.Minute); code != 0 {
 		tb.Fatalf("replay exited %d; stderr:\n%s", code, p.tail())
@@ -215,7 +215,7 @@ func TestMonitorStartsBeforeNATS(t *testing.T) {
 		}
 		return nil
 	})
-	for _, p := range []*crashProc{sc, mon} {
+	for _, p := range []*osProc{sc, mon} {
 		if code, _ := p.sigterm(t, 60*time.Second); code != 0 {
 			t.Errorf("%s exited %d; stderr:\n%s", p.name, code, p.tail())
 		}
@@ -239,7 +239,7 @@ func crashSIGTERMStandalone(t *testing.T, repeat int, rate float64) {
 	dir := t.TempDir()
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	total := 920 * repeat
-	run := func(name string, rate float64) *crashProc {
+	run := func(name string, rate float64) *osProc {
 		addr := procMetricsAddr(t)
 		args := []string{"standalone", "--data-dir", dir, "--nats-listen", natsAddr, "--metrics-addr", addr,
 			"--repeat", fmt.Sprint(repeat), "--rate", fmt.Sprint(rate), "--label-delay", "0s", "--replay"}

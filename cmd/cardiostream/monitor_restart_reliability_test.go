@@ -7,9 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -20,68 +17,13 @@ import (
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
-// monitorProc is a `cardiostream monitor` OS process (the test binary
-// re-executed as the real program).
-type monitorProc struct {
-	cmd     *exec.Cmd
-	metrics string
-	stderr  *syncBuffer
-	exited  chan error
-}
-
-// startMonitorProc starts `cardiostream monitor` against url and waits until
-// /readyz says it is ready (inputs folded up to their start-up end). It returns the
-// process and how long it took to become ready.
-func startMonitorProc(t *testing.T, url string, env []string) (*monitorProc, time.Duration) {
+// startMonitorProc starts `cardiostream monitor` against url as an OS
+// process and waits until /readyz says it is ready (inputs folded up to
+// their start-up end). It returns the process and how long it took to
+// become ready.
+func startMonitorProc(t *testing.T, url string, env []string, args ...string) (*osProc, time.Duration) {
 	t.Helper()
-	return startMonitorProcArgs(t, url, env)
-}
-
-// startMonitorProcArgs is startMonitorProc with extra command-line arguments.
-func startMonitorProcArgs(t *testing.T, url string, env []string, args ...string) (*monitorProc, time.Duration) {
-	t.Helper()
-	p := &monitorProc{metrics: fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)), stderr: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(os.Args[0], append([]string{"monitor", "--nats-url", url, "--metrics-addr", p.metrics}, args...)...)
-	p.cmd.Env = append(append(testEnviron(), env...), "CARDIOSTREAM_TEST_RUN_MAIN=1")
-	p.cmd.Stderr = p.stderr
-	began := time.Now()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() { p.kill(t) })
-	natstest.Eventually(t, 60*time.Second, func() error {
-		select {
-		case err := <-p.exited:
-			p.exited <- err
-			t.Fatalf("monitor exited before it was ready: %v\n%s", err, p.stderr.String())
-		default:
-		}
-		resp, err := http.Get("http://" + p.metrics + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	})
-	return p, time.Since(began)
-}
-
-// kill sends SIGKILL (no shutdown, no final checkpoint) and reaps the process.
-func (p *monitorProc) kill(t *testing.T) {
-	t.Helper()
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Errorf("monitor pid %d not reaped 30s after SIGKILL", p.cmd.Process.Pid)
-	}
+	return procStartReady(t, "monitor", procEnv(env...), append([]string{"monitor", "--nats-url", url}, args...)...)
 }
 
 // streamTruth joins PREDICTIONS with OUTCOMES by (source, record_id), read
@@ -207,8 +149,8 @@ func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
 	}()
 
 	_, js := natstest.Connect(t, ns)
-	joined := func(p *monitorProc) float64 {
-		v, _ := metricValue(scrape(t, p.metrics), "cardiostream_monitor_joined_total")
+	joined := func(p *osProc) float64 {
+		v, _ := metricValue(scrape(t, p.metricsAddr), "cardiostream_monitor_joined_total")
 		return v
 	}
 	streamCount := func(name string) uint64 {
@@ -264,7 +206,7 @@ func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
 	want := readStreamTruth(t, js)
 	stable := 0
 	natstest.Eventually(t, 120*time.Second, func() error {
-		fams := scrape(t, mon.metrics)
+		fams := scrape(t, mon.metricsAddr)
 		for in, stream := range map[string]string{"predictions": schemas.StreamPredictions, "outcomes": schemas.StreamOutcomes, "deadletter": schemas.StreamDeadLetter} {
 			if want.lastSeq[stream] == 0 {
 				continue
@@ -284,7 +226,7 @@ func TestMonitorSIGKILLRestartEqualsUninterrupted(t *testing.T) {
 		return nil
 	})
 
-	fams := scrape(t, mon.metrics)
+	fams := scrape(t, mon.metricsAddr)
 	got := func(name string, labels ...string) float64 { return mustMetric(t, fams, name, labels...) }
 	for _, c := range []struct {
 		name string

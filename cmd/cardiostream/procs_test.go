@@ -22,15 +22,16 @@ import (
 
 // This file holds the helpers of the tests that run cardiostream as real OS
 // processes (the test binary re-executed as the program, see TestMain) and
-// kill, stop and restart them: procStart, crashProc and procCheckExactlyOnce.
+// kill, stop and restart them: procStart, osProc and procCheckExactlyOnce.
 
 // procEnv is the environment of a re-executed cardiostream process.
 func procEnv(extra ...string) []string {
 	return append(testEnviron("CARDIOSTREAM_TEST_RUN_MAIN=1"), extra...)
 }
 
-// crashProc is one cardiostream command running as an OS process.
-type crashProc struct {
+// osProc is one cardiostream command running as an OS process: the test
+// binary re-executed as the real program (TestMain, CARDIOSTREAM_TEST_RUN_MAIN).
+type osProc struct {
 	name        string
 	args        []string
 	cmd         *exec.Cmd
@@ -45,9 +46,9 @@ type crashProc struct {
 // command serves /metrics, metricsAddr is its --metrics-addr (chosen by the
 // caller so it is known before the process starts). The process is killed
 // when the test ends if it still runs.
-func procStart(tb testing.TB, name string, env []string, metricsAddr string, args ...string) *crashProc {
+func procStart(tb testing.TB, name string, env []string, metricsAddr string, args ...string) *osProc {
 	tb.Helper()
-	p := &crashProc{name: name, args: args, metricsAddr: metricsAddr,
+	p := &osProc{name: name, args: args, metricsAddr: metricsAddr,
 		stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = env
@@ -61,14 +62,58 @@ func procStart(tb testing.TB, name string, env []string, metricsAddr string, arg
 		close(p.exited)
 	}()
 	tb.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
+		if !p.done() {
 			_ = p.cmd.Process.Kill()
 			<-p.exited
 		}
+		if tb.Failed() {
+			tb.Logf("%s stderr (tail):\n%s", p.name, p.tail())
+		}
 	})
 	return p
+}
+
+// procStartReady is procStart for a command that serves /readyz on a fresh
+// loopback address: it waits until the process is ready and returns how
+// long that took.
+func procStartReady(tb testing.TB, name string, env []string, args ...string) (*osProc, time.Duration) {
+	tb.Helper()
+	addr := procMetricsAddr(tb)
+	began := time.Now()
+	p := procStart(tb, name, env, addr, append(args, "--metrics-addr", addr)...)
+	p.waitReady(tb, 60*time.Second)
+	return p, time.Since(began)
+}
+
+// done reports whether the process has exited.
+func (p *osProc) done() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and returns the exit code (waiting up to 60 s).
+func (p *osProc) stop(tb testing.TB) int {
+	tb.Helper()
+	code, _ := p.sigterm(tb, 60*time.Second)
+	return code
+}
+
+// kill sends SIGKILL (no shutdown at all) and reaps the process.
+func (p *osProc) kill(tb testing.TB) {
+	tb.Helper()
+	if p.done() {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		tb.Errorf("%s pid %d not reaped 30s after SIGKILL", p.name, p.cmd.Process.Pid)
+	}
 }
 
 // procMetricsAddr reserves a loopback address for a process's /metrics.
@@ -79,7 +124,7 @@ func procMetricsAddr(tb testing.TB) string {
 
 // readyz returns the status code and body of the process's /readyz (0 and
 // the error text when it does not answer).
-func (p *crashProc) readyz() (int, string) {
+func (p *osProc) readyz() (int, string) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + p.metricsAddr + "/readyz")
 	if err != nil {
@@ -95,7 +140,7 @@ func (p *crashProc) readyz() (int, string) {
 
 // waitReady waits until /readyz answers 200, failing the test if the
 // process exits first.
-func (p *crashProc) waitReady(tb testing.TB, timeout time.Duration) {
+func (p *osProc) waitReady(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
 	natstest.Eventually(tb, timeout, func() error {
 		select {
@@ -113,17 +158,17 @@ func (p *crashProc) waitReady(tb testing.TB, timeout time.Duration) {
 // sigterm sends SIGTERM and waits up to timeout for the process to exit; it
 // returns the exit code and how long the exit took. A process that does
 // not exit in time fails the test.
-func (p *crashProc) sigterm(tb testing.TB, timeout time.Duration) (code int, took time.Duration) {
+func (p *osProc) sigterm(tb testing.TB, timeout time.Duration) (code int, took time.Duration) {
 	tb.Helper()
 	start := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !p.done() {
 		tb.Fatalf("SIGTERM %s: %v", p.name, err)
 	}
 	return p.wait(tb, timeout), time.Since(start)
 }
 
 // wait waits up to timeout for the process to exit and returns its exit code.
-func (p *crashProc) wait(tb testing.TB, timeout time.Duration) int {
+func (p *osProc) wait(tb testing.TB, timeout time.Duration) int {
 	tb.Helper()
 	select {
 	case <-p.exited:
@@ -134,7 +179,7 @@ func (p *crashProc) wait(tb testing.TB, timeout time.Duration) int {
 }
 
 // tail is the end of the process's stderr, for failure messages.
-func (p *crashProc) tail() string {
+func (p *osProc) tail() string {
 	s := p.stderr.String()
 	if len(s) > 8000 {
 		s = "…" + s[len(s)-8000:]
