@@ -202,6 +202,10 @@ type benchReport struct {
 	// start-up and ledger reading included) per join: less sensitive to
 	// the machine's load than joins/s.
 	MonitorCPUUSPerJoin float64 `json:"monitor_cpu_us_per_join"`
+	// MonitorServerCPUUSPerJoin is this process's CPU time (the embedded
+	// server serving the monitor's reads, and the bench polling its
+	// /metrics) from the monitor's start to its stop, per join.
+	MonitorServerCPUUSPerJoin float64 `json:"monitor_server_cpu_us_per_join"`
 
 	PeakRSSMB        float64 `json:"peak_rss_mb"` // the scorer child's
 	RelayPeakRSSMB   float64 `json:"relay_peak_rss_mb"`
@@ -297,12 +301,9 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 		CPUs: runtime.NumCPU(), RecordSize: len(bench.Record(prefixTrial, 0))}
 
 	if b.o.monOnly {
-		joins, perS, rss, cpuUS, err := b.monitorJoins(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("monitor run: %w", err)
+		if err := b.monitorPhase(ctx, rep); err != nil {
+			return nil, err
 		}
-		rep.MonitorPairs, rep.MonitorJoins, rep.MonitorJoinsPerS, rep.MonitorPeakRSSMB, rep.MonitorCPUUSPerJoin = b.o.monPairs, joins, round1(perS), rss, round1(cpuUS)
-		b.progress("monitor: %d/%d joins, %.0f joins/s, %.0f µs CPU/join, peak rss %.0f MB", joins, b.o.monPairs, perS, cpuUS, rss)
 		rep.BenchPeakRSSMB = selfPeakRSSMB()
 		rep.DurationSeconds = round1(time.Since(b.start).Seconds())
 		return rep, nil
@@ -386,12 +387,9 @@ func (b *benchRun) run(ctx context.Context) (*benchReport, error) {
 	}
 
 	// Monitor joins over a backlog of predictions and outcomes.
-	joins, perS, rss, cpuUS, err := b.monitorJoins(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("monitor run: %w", err)
+	if err := b.monitorPhase(ctx, rep); err != nil {
+		return nil, err
 	}
-	rep.MonitorPairs, rep.MonitorJoins, rep.MonitorJoinsPerS, rep.MonitorPeakRSSMB, rep.MonitorCPUUSPerJoin = b.o.monPairs, joins, round1(perS), rss, round1(cpuUS)
-	b.progress("monitor: %d/%d joins, %.0f joins/s, %.0f µs CPU/join, peak rss %.0f MB", joins, b.o.monPairs, perS, cpuUS, rss)
 
 	rep.BenchPeakRSSMB = selfPeakRSSMB()
 	rep.DurationSeconds = round1(time.Since(b.start).Seconds())
@@ -759,37 +757,61 @@ func (b *benchRun) latency(ctx context.Context, workers int, rate float64) (benc
 	return bench.Offer(ctx, b.nc, b.js, subjects.Records(benchSource), subjects.AllPredictions(), prefixLatency, rate, b.o.latDuration, 30*time.Second)
 }
 
+// monitorPhase runs monitorJoins and fills the report's monitor figures.
+func (b *benchRun) monitorPhase(ctx context.Context, rep *benchReport) error {
+	r, err := b.monitorJoins(ctx)
+	if err != nil {
+		return fmt.Errorf("monitor run: %w", err)
+	}
+	rep.MonitorPairs, rep.MonitorJoins, rep.MonitorJoinsPerS = b.o.monPairs, r.joins, round1(r.perS)
+	rep.MonitorPeakRSSMB, rep.MonitorCPUUSPerJoin, rep.MonitorServerCPUUSPerJoin = r.rssMB, round1(r.cpuUS), round1(r.serverCPUUS)
+	b.progress("monitor: %d/%d joins, %.0f joins/s, %.0f µs monitor + %.0f µs server CPU/join, peak rss %.0f MB",
+		r.joins, b.o.monPairs, r.perS, r.cpuUS, r.serverCPUUS, r.rssMB)
+	return nil
+}
+
+// monitorResult is what monitorJoins measured.
+type monitorResult struct {
+	joins                           int
+	perS, rssMB, cpuUS, serverCPUUS float64
+}
+
 // monitorJoins scores o.monPairs records, publishes their outcomes, then
 // runs the monitor over that backlog and measures joins per second.
-func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB, cpuUS float64, err error) {
+func (b *benchRun) monitorJoins(ctx context.Context) (monitorResult, error) {
+	var (
+		joins int
+		perS  float64
+	)
 	n := b.o.monPairs
 	subjects := b.cfg.Streams.Subjects()
 	b.progress("monitor: scoring %d records and publishing their outcomes", n)
 	if err := b.resetStreams(ctx); err != nil {
-		return 0, 0, 0, 0, err
+		return monitorResult{}, err
 	}
 	if err := b.publishBacklog(ctx, subjects.Records(benchSource), n, func(k int) []byte { return bench.Record(prefixMonitor, k) }); err != nil {
-		return 0, 0, 0, 0, err
+		return monitorResult{}, err
 	}
 	sc, err := b.spawn(ctx, 1)
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return monitorResult{}, err
 	}
 	werr := b.waitSettled(ctx, sc, b.cfg.Scorer.Consumer, uint64(n), time.Duration(max(60, n/500))*time.Second)
 	_, _ = sc.stop()
 	if werr != nil {
-		return 0, 0, 0, 0, werr
+		return monitorResult{}, werr
 	}
 	if err := b.publishBacklog(ctx, subjects.Outcomes(benchSource), n, func(k int) []byte { return bench.Outcome(prefixMonitor, k) }); err != nil {
-		return 0, 0, 0, 0, err
+		return monitorResult{}, err
 	}
 	addr, err := freeLoopbackAddr()
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return monitorResult{}, err
 	}
+	cpu0 := selfCPU()
 	mon, err := b.spawnArgs(ctx, []string{"monitor", "--metrics-addr", addr}, nil)
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return monitorResult{}, err
 	}
 	spawned := time.Now()
 	b.progress("monitor: joining %d pairs (at most %s)", n, b.o.monDuration)
@@ -818,23 +840,26 @@ func (b *benchRun) monitorJoins(ctx context.Context) (joins int, perS, rssMB, cp
 		select {
 		case <-ctx.Done():
 			_, _ = mon.stop()
-			return 0, 0, 0, 0, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+			return monitorResult{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	ru, serr := mon.stop()
+	serverCPU := selfCPU() - cpu0
 	if serr != nil && joins == 0 {
-		return 0, 0, 0, 0, fmt.Errorf("monitor: %w; stderr:\n%s", serr, mon.stderr.String())
+		return monitorResult{}, fmt.Errorf("monitor: %w; stderr:\n%s", serr, mon.stderr.String())
 	}
 	if span := last.Sub(first); span > 0 && joins > firstJoins {
 		perS = float64(joins-firstJoins) / span.Seconds()
 	} else if joins > 0 {
 		perS = float64(joins) / last.Sub(spawned).Seconds()
 	}
+	r := monitorResult{joins: joins, perS: perS, rssMB: ru.maxRSSMB}
 	if joins > 0 {
-		cpuUS = float64(ru.cpu.Microseconds()) / float64(joins)
+		r.cpuUS = float64(ru.cpu.Microseconds()) / float64(joins)
+		r.serverCPUUS = float64(serverCPU.Microseconds()) / float64(joins)
 	}
-	return joins, perS, ru.maxRSSMB, cpuUS, nil
+	return r, nil
 }
 
 // freeLoopbackAddr returns a loopback address with a port free right now.
@@ -847,6 +872,10 @@ func freeLoopbackAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// scrapeClient asks for /metrics uncompressed: polled every 20 ms, gzip
+// would cost the monitor more CPU than its joins.
+var scrapeClient = &http.Client{Transport: &http.Transport{DisableCompression: true}}
+
 // scrapeJoined reads cardiostream_monitor_joined_total from the monitor's
 // /metrics.
 func scrapeJoined(ctx context.Context, addr string) (int, error) {
@@ -856,7 +885,7 @@ func scrapeJoined(ctx context.Context, addr string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := scrapeClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -1011,7 +1040,7 @@ func printBenchTable(w io.Writer, r *benchReport) {
 	p("| predict, batched | %.0f | %.2f |", r.Model.PredictBatchNS, r.Model.PredictBatchAlloc)
 	p("| encode prediction | %.0f | %.2f |", r.Model.EncodeNS, r.Model.EncodeAllocs)
 	p("")
-	p("| monitor joins/s (backlog of %d pairs) | %.0f (%d joined; %.0f µs monitor CPU per join) |", r.MonitorPairs, r.MonitorJoinsPerS, r.MonitorJoins, r.MonitorCPUUSPerJoin)
+	p("| monitor joins/s (backlog of %d pairs) | %.0f (%d joined; CPU per join: %.0f µs monitor + %.0f µs server) |", r.MonitorPairs, r.MonitorJoinsPerS, r.MonitorJoins, r.MonitorCPUUSPerJoin, r.MonitorServerCPUUSPerJoin)
 	p("| peak RSS MB: scorer / relay / monitor / bench (server) | %.0f / %.0f / %.0f / %.0f |", r.PeakRSSMB, r.RelayPeakRSSMB, r.MonitorPeakRSSMB, r.BenchPeakRSSMB)
 	p("| exactly once checked | %v (%d predictions per run) |", r.ExactlyOnceChecked, r.ScoredPerRun)
 	p("| duration | %.1f s |", r.DurationSeconds)

@@ -2,7 +2,10 @@
 
 package main
 
-import "os"
+import (
+	"os"
+	"time"
+)
 
 // usageOf returns a finished process's CPU time; peak RSS is not available here.
 func usageOf(ps *os.ProcessState) childUsage {
@@ -13,5 +16,7 @@ func usageOf(ps *os.ProcessState) childUsage {
 }
 
 func selfPeakRSSMB() float64 { return 0 }
+
+func selfCPU() time.Duration { return 0 }
 
 func vmHWMMB(int) float64 { return 0 }

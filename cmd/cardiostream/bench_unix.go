@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // usageOf returns a finished process's CPU time and peak RSS.
@@ -22,6 +23,15 @@ func usageOf(ps *os.ProcessState) childUsage {
 		return childUsage{}
 	}
 	return childUsage{cpu: ps.UserTime() + ps.SystemTime(), maxRSSMB: maxRSSMB(ru.Maxrss)}
+}
+
+// selfCPU is this process's CPU time so far (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // selfPeakRSSMB is this process's peak RSS.
