@@ -186,14 +186,40 @@ func (h *harness) settle(r *running) {
 // settleWithin is settle with a given timeout, for large batches.
 func (h *harness) settleWithin(r *running, timeout time.Duration) {
 	h.tb.Helper()
-	natstest.Eventually(h.tb, timeout, func() error { return h.settledOnce(r) })
+	// The server updates a consumer's pending count asynchronously after a
+	// publish, so "nothing pending" right after publishing can be stale:
+	// the condition must hold on several polls in a row.
+	stable := 0
+	natstest.Eventually(h.tb, timeout, func() error {
+		if err := h.settledOnce(r); err != nil {
+			stable = 0
+			return err
+		}
+		if stable++; stable < 5 {
+			return fmt.Errorf("settled on %d polls in a row, want 5", stable)
+		}
+		return nil
+	})
 }
 
 // settledOnce reports whether, right now, each reader's position is the
-// last message on its stream that matches its filters.
+// last message on its stream that matches its filters, and the audit
+// consumer has nothing pending or unacked.
 func (h *harness) settledOnce(r *running) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	in := r.m.auditInput()
+	c, err := h.js.Consumer(ctx, in.stream, in.consumer)
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 {
+		return fmt.Errorf("%s: %d pending, %d unacked", in.consumer, info.NumPending, info.NumAckPending)
+	}
 	pos := r.m.Snapshot().Positions
 	for _, rd := range r.m.readers() {
 		s, err := h.js.Stream(ctx, rd.stream)

@@ -277,44 +277,78 @@ func (j *joiner) prune(now time.Time) {
 }
 
 // joinState is the joiner in a checkpoint: copies, so that it can be
-// encoded outside the lock.
+// encoded outside the lock, laid out in columns (gob encodes a []byte or an
+// []int64 in one step but a map or a struct field by field, and the resolved
+// records are most of a large checkpoint). Key i is Keys[16i:16i+16].
 type joinState struct {
-	Open map[joinKey]entry
-	Done map[joinKey]resolved
+	OpenKeys []byte
+	Open     []entry
+
+	DoneKeys    []byte
+	DoneLast    []int64
+	DoneOrd     []int64
+	DoneActual  []int8
+	DoneActive  []int8
+	DoneVersion []string
+	// DoneShadow holds, by index, the shadow versions of the few resolved
+	// records that have any.
+	DoneShadow map[int][]string
 }
 
 func (j *joiner) state() joinState {
-	st := joinState{Open: make(map[joinKey]entry, len(j.open)), Done: make(map[joinKey]resolved, len(j.done))}
+	n := len(j.done)
+	st := joinState{
+		OpenKeys: make([]byte, 0, 16*len(j.open)), Open: make([]entry, 0, len(j.open)),
+		DoneKeys: make([]byte, 0, 16*n), DoneLast: make([]int64, 0, n), DoneOrd: make([]int64, 0, n),
+		DoneActual: make([]int8, 0, n), DoneActive: make([]int8, 0, n), DoneVersion: make([]string, 0, n),
+	}
 	for k, e := range j.open {
 		c := *e
 		c.Shadow = maps.Clone(e.Shadow)
-		st.Open[k] = c
+		st.OpenKeys = append(st.OpenKeys, k[:]...)
+		st.Open = append(st.Open, c)
 	}
 	for k, r := range j.done {
-		c := *r
-		c.Shadow = slices.Clone(r.Shadow)
-		st.Done[k] = c
+		if len(r.Shadow) > 0 {
+			if st.DoneShadow == nil {
+				st.DoneShadow = map[int][]string{}
+			}
+			st.DoneShadow[len(st.DoneLast)] = slices.Clone(r.Shadow)
+		}
+		st.DoneKeys = append(st.DoneKeys, k[:]...)
+		st.DoneLast = append(st.DoneLast, r.Last)
+		st.DoneOrd = append(st.DoneOrd, r.Ord)
+		st.DoneActual = append(st.DoneActual, r.Actual)
+		st.DoneActive = append(st.DoneActive, r.Active)
+		st.DoneVersion = append(st.DoneVersion, r.ActiveVersion)
 	}
 	return st
 }
 
 // restore replaces the joiner's maps with a checkpoint's.
 func (j *joiner) restore(st joinState) error {
+	n := len(st.DoneLast)
+	if len(st.OpenKeys) != 16*len(st.Open) || len(st.DoneKeys) != 16*n || len(st.DoneOrd) != n ||
+		len(st.DoneActual) != n || len(st.DoneActive) != n || len(st.DoneVersion) != n {
+		return fmt.Errorf("%w: join columns of different lengths", errBadCheckpoint)
+	}
 	open := make(map[joinKey]*entry, len(st.Open))
-	done := make(map[joinKey]*resolved, len(st.Done))
-	for k, e := range st.Open {
+	done := make(map[joinKey]*resolved, n)
+	for i, e := range st.Open {
 		for _, ds := range append([]*docSide{e.Prediction, e.Outcome, e.DeadLetter}, slices.Collect(maps.Values(e.Shadow))...) {
 			if ds != nil && !validLabel(ds.Label) {
 				return fmt.Errorf("%w: open join with label %d", errBadCheckpoint, ds.Label)
 			}
 		}
-		open[k] = &e
+		open[joinKey(st.OpenKeys[16*i:16*i+16])] = &e
 	}
-	for k, r := range st.Done {
+	for i := range n {
+		r := &resolved{Last: st.DoneLast[i], Ord: st.DoneOrd[i], Actual: st.DoneActual[i], Active: st.DoneActive[i],
+			ActiveVersion: j.intern(st.DoneVersion[i]), Shadow: st.DoneShadow[i]}
 		if !validLabel(int(r.Actual)) || (r.Active != -1 && !validLabel(int(r.Active))) {
 			return fmt.Errorf("%w: resolved record with labels %d, %d", errBadCheckpoint, r.Actual, r.Active)
 		}
-		done[k] = &r
+		done[joinKey(st.DoneKeys[16*i:16*i+16])] = r
 	}
 	j.open, j.done = open, done
 	return nil
