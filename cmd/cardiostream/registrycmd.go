@@ -203,11 +203,8 @@ again with --sign-key adds a signature to an unsigned version.`,
 		default:
 			fmt.Fprintf(s.out, "%s: %s -> %s%s\n", res.Key, dash(res.From), res.To, forcedWord(res.Forced))
 		}
-		if res.Key == registry.KeyActive && !res.Unchanged {
-			// Promoting the shadow leaves it set: say so, scorers would score twice.
-			if p, err := s.r.Pointers(ctx); err == nil && p.Shadow != nil && p.Shadow.Version == res.To {
-				fmt.Fprintf(s.out, "note: %s is also the shadow version; `cardiostream model shadow --off` stops scoring it twice\n", res.To)
-			}
+		if res.ShadowCleared {
+			fmt.Fprintf(s.out, "shadow: %s -> none (promoted to active)\n", res.To)
 		}
 		return nil
 	}

@@ -27,9 +27,13 @@ type ChangeResult struct {
 	To      string   `json:"to_version,omitempty"`
 	Pointer *Pointer `json:"new_pointer,omitempty"`
 	// Unchanged is true when the pointer already had the asked-for value.
-	Unchanged bool        `json:"unchanged"`
-	Forced    bool        `json:"forced"`
-	Gates     *GateReport `json:"gates,omitempty"`
+	Unchanged bool `json:"unchanged"`
+	// ShadowCleared is true when the version made active was the shadow:
+	// the shadow pointer was removed (audited as shadow_off), since a
+	// shadow runs a different version beside the active one.
+	ShadowCleared bool        `json:"shadow_cleared,omitempty"`
+	Forced        bool        `json:"forced"`
+	Gates         *GateReport `json:"gates,omitempty"`
 }
 
 // maxCASAttempts bounds the retries when another actor changes the pointer
@@ -166,9 +170,43 @@ func (r *Registry) change(ctx context.Context, action, key string, opts ChangeOp
 		if err := r.Audit(ctx, e); err != nil {
 			return res, fmt.Errorf("pointer %s now names %s, but %w", key, version, err)
 		}
+		if key == KeyActive {
+			cleared, err := r.clearShadowIf(ctx, version, opts)
+			res.ShadowCleared = cleared
+			if err != nil {
+				return res, fmt.Errorf("version %s is now active, but %w", version, err)
+			}
+		}
 		return res, nil
 	}
 	return nil, fmt.Errorf("%w: pointer %s changed %d times while we tried; retry", ErrConflict, key, maxCASAttempts)
+}
+
+// clearShadowIf removes the shadow pointer while it names version (just made
+// active): scoring a version beside itself would only double the work. A
+// shadow changed to another version meanwhile is left alone.
+func (r *Registry) clearShadowIf(ctx context.Context, version string, opts ChangeOptions) (bool, error) {
+	for range maxCASAttempts {
+		cur, rev, err := r.pointer(ctx, KeyShadow)
+		if err != nil {
+			return false, fmt.Errorf("reading the shadow pointer: %w", err)
+		}
+		if cur == nil || cur.Version != version {
+			return false, nil
+		}
+		err = r.kv.Delete(ctx, KeyShadow, jetstream.LastRevision(rev))
+		if isRevisionConflict(err) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("removing the shadow pointer: %w", err)
+		}
+		return true, r.Audit(ctx, schemas.AuditEntry{
+			Action: schemas.AuditShadowOff, Actor: opts.Actor, FromVersion: version, SHA256: cur.SHA256,
+			Reason: "promoted to active", Details: []string{"the shadow version became the active one"},
+		})
+	}
+	return false, fmt.Errorf("%w: the shadow pointer changed %d times while we tried to remove it", ErrConflict, maxCASAttempts)
 }
 
 // gate fetches (integrity, signature) and evaluates version. Failed quality

@@ -211,9 +211,17 @@ func TestPointerSemanticsAndAudit(t *testing.T) {
 		{"rollback --to 1.1.0", func() (*registry.ChangeResult, error) { return e.r.Rollback(ctx(t), "1.1.0", opts) }, want{"1.1.0", "1.0.0", ""}, nil},
 		{"shadow the active version", func() (*registry.ChangeResult, error) { return e.r.SetShadow(ctx(t), "1.1.0", opts) }, want{"1.1.0", "1.0.0", ""}, errAny},
 		{"shadow 1.0.0", func() (*registry.ChangeResult, error) { return e.r.SetShadow(ctx(t), "1.0.0", opts) }, want{"1.1.0", "1.0.0", "1.0.0"}, nil},
-		{"activate unknown", func() (*registry.ChangeResult, error) { return e.r.Activate(ctx(t), "7.7.7", opts) }, want{"1.1.0", "1.0.0", "1.0.0"}, registry.ErrNotFound},
-		{"shadow off", func() (*registry.ChangeResult, error) { return e.r.ShadowOff(ctx(t), opts) }, want{"1.1.0", "1.0.0", ""}, nil},
-		{"shadow off again (no-op)", func() (*registry.ChangeResult, error) { return e.r.ShadowOff(ctx(t), opts) }, want{"1.1.0", "1.0.0", ""}, nil},
+		{"promote the shadow: activate 1.0.0", func() (*registry.ChangeResult, error) {
+			res, err := e.r.Activate(ctx(t), "1.0.0", opts)
+			if err == nil && !res.ShadowCleared {
+				t.Errorf("activating the shadow version: ShadowCleared false")
+			}
+			return res, err
+		}, want{"1.0.0", "1.1.0", ""}, nil},
+		{"shadow 1.1.0", func() (*registry.ChangeResult, error) { return e.r.SetShadow(ctx(t), "1.1.0", opts) }, want{"1.0.0", "1.1.0", "1.1.0"}, nil},
+		{"activate unknown", func() (*registry.ChangeResult, error) { return e.r.Activate(ctx(t), "7.7.7", opts) }, want{"1.0.0", "1.1.0", "1.1.0"}, registry.ErrNotFound},
+		{"shadow off", func() (*registry.ChangeResult, error) { return e.r.ShadowOff(ctx(t), opts) }, want{"1.0.0", "1.1.0", ""}, nil},
+		{"shadow off again (no-op)", func() (*registry.ChangeResult, error) { return e.r.ShadowOff(ctx(t), opts) }, want{"1.0.0", "1.1.0", ""}, nil},
 	}
 	for _, s := range steps {
 		_, err := s.do()
@@ -253,7 +261,8 @@ func TestPointerSemanticsAndAudit(t *testing.T) {
 		{"push", "", "1.0.0"}, {"push", "", "1.1.0"},
 		{"activate", "", "1.0.0"}, {"activate", "1.0.0", "1.1.0"},
 		{"rollback", "1.1.0", "1.0.0"}, {"rollback", "1.0.0", "1.1.0"},
-		{"shadow_set", "", "1.0.0"}, {"shadow_off", "1.0.0", ""},
+		{"shadow_set", "", "1.0.0"}, {"activate", "1.1.0", "1.0.0"}, {"shadow_off", "1.0.0", ""},
+		{"shadow_set", "", "1.1.0"}, {"shadow_off", "1.1.0", ""},
 	}
 	if !slices.Equal(got, wantAudit) {
 		t.Fatalf("audit trail\n got %v\nwant %v", got, wantAudit)
@@ -273,10 +282,10 @@ func TestPointerSemanticsAndAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[0].Version != "1.0.0" || list[0].Active || !list[1].Active || list[1].Version != "1.1.0" {
+	if len(list) != 2 || list[0].Version != "1.0.0" || !list[0].Active || list[1].Active || list[1].Version != "1.1.0" {
 		t.Fatalf("List: %+v", list)
 	}
-	vi, err := e.r.Show(ctx(t), "1.1.0")
+	vi, err := e.r.Show(ctx(t), "1.0.0")
 	if err != nil || !vi.Active || vi.Notes != "test push" || vi.PushedBy != "tester@host" {
 		t.Fatalf("Show: %+v, %v", vi, err)
 	}
