@@ -3,11 +3,12 @@ package monitor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardiostream/cardiostream/schemas"
@@ -27,22 +28,38 @@ const RuleArtifactRefused = "model_artifact_refused"
 // recreated) is history, not news: it is acked without an alert.
 const staleAuditAge = time.Hour
 
-// processAudit turns one artifact_refused audit entry into a firing alert.
-// The alert id is derived from the entry's AUDIT sequence, so a redelivery
-// is deduplicated by ALERTS. There is no "resolved": the scorer keeps
-// serving its previous model, and the next activation or rollback is the
-// operator's answer (recorded in the audit trail).
+// processAudit turns one artifact_refused audit entry into a firing alert,
+// and an activation or rollback after it into the alert's resolution: the
+// scorer kept serving its previous model meanwhile, and the operator's
+// answer is a new target. Alert ids are derived from the refusal's AUDIT
+// sequence, so a redelivery is deduplicated by ALERTS.
 func processAudit(m *Monitor, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error {
 	var e schemas.AuditEntry
 	if err := json.Unmarshal(msg.Data(), &e); err != nil {
 		return fmt.Errorf("%w: audit entry: %w", errInvalidInput, err)
 	}
-	if e.Action != schemas.AuditArtifactRefused {
-		return nil
-	}
 	now := m.now()
 	if at := e.At; !at.IsZero() && now.Sub(at) > staleAuditAge {
-		m.log.Info("old artifact_refused audit entry; no alert", "audit_sequence", meta.Sequence.Stream, "at", at)
+		m.log.Info("old audit entry; no alert change", "action", e.Action, "audit_sequence", meta.Sequence.Stream, "at", at)
+		return nil
+	}
+	switch e.Action {
+	case schemas.AuditArtifactRefused:
+	case schemas.AuditActivate, schemas.AuditRollback:
+		return resolveRefusal(m, ctx, e, now)
+	default:
+		return nil
+	}
+	// One refusal alert at a time: while one is firing, another refusal
+	// (a second scorer refusing the same artifact) adds no alert; the
+	// operator's next activation or rollback resolves it.
+	last, lastSeq, err := lastRefusalAlert(m, ctx)
+	if err != nil {
+		return err
+	}
+	if last != nil && last.Status == schemas.AlertFiring {
+		m.log.Warn("a scorer refused a model artifact; its alert is already firing", "firing_alert_id", last.ID,
+			"version", e.ToVersion, "actor", e.Actor, "audit_sequence", meta.Sequence.Stream)
 		return nil
 	}
 	reason := e.Reason
@@ -68,22 +85,33 @@ func processAudit(m *Monitor, ctx context.Context, msg jetstream.Msg, meta *jets
 	if a.StartsAt.IsZero() {
 		a.StartsAt = a.At
 	}
-	b, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("encoding alert %s: %w", a.ID, err)
+	if _, err := m.publishAlert(ctx, a, lastSeq); err != nil {
+		// Another monitor changed the subject meanwhile: redelivered,
+		// this entry is judged again against what it wrote.
+		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
-	defer cancel()
-	ack, err := m.js.PublishMsg(pctx, &nats.Msg{Subject: m.subjects.Alerts(RuleArtifactRefused), Data: b},
-		jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(schemas.StreamAlerts))
-	if err != nil {
-		return fmt.Errorf("publishing alert %s: %w", a.ID, err)
-	}
-	if !ack.Duplicate {
-		m.metrics.refusals.Inc()
-		m.log.Warn("alert: a scorer refused a model artifact", "alert_id", a.ID, "version", e.ToVersion, "actor", e.Actor)
-	}
+	m.metrics.refusals.Inc()
+	m.log.Warn("alert: a scorer refused a model artifact", "alert_id", a.ID, "version", e.ToVersion, "actor", e.Actor)
 	return nil
+}
+
+// lastRefusalAlert returns the last model_artifact_refused alert and its
+// ALERTS sequence (nil and 0 when there is none).
+func lastRefusalAlert(m *Monitor, ctx context.Context) (*schemas.Alert, uint64, error) {
+	lctx, cancel := context.WithTimeout(ctx, m.cfg.OpTimeout)
+	defer cancel()
+	raw, err := m.alerts.GetLastMsgForSubject(lctx, m.subjects.Alerts(RuleArtifactRefused))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading the last %s alert: %w", RuleArtifactRefused, err)
+	}
+	a, err := decodeAlert(raw.Data)
+	if err != nil {
+		return nil, raw.Sequence, nil // unreadable: treated as not firing
+	}
+	return &a, raw.Sequence, nil
 }
 
 func orUnknown(s string) string {
@@ -91,4 +119,28 @@ func orUnknown(s string) string {
 		return "(unknown)"
 	}
 	return s
+}
+
+// resolveRefusal publishes the resolution of a firing model_artifact_refused
+// alert after an activation or rollback; without one firing it does nothing.
+// The expected last sequence on the alert subject makes it a compare-and-set
+// (a redelivery finds the alert already resolved).
+func resolveRefusal(m *Monitor, ctx context.Context, e schemas.AuditEntry, now time.Time) error {
+	last, lastSeq, err := lastRefusalAlert(m, ctx)
+	if err != nil || last == nil || last.Status != schemas.AlertFiring {
+		return err
+	}
+	a := *last
+	a.ID = strings.TrimSuffix(last.ID, "-firing") + "-resolved"
+	a.Status, a.Value, a.At = schemas.AlertResolved, 0, now.UTC()
+	a.Summary = fmt.Sprintf("%s by %s to %s: the refused artifact is no longer what scorers are asked to load",
+		e.Action, orUnknown(e.Actor), orUnknown(e.ToVersion))
+	if _, err := m.publishAlert(ctx, a, lastSeq); err != nil {
+		if isWrongLastSeq(err) {
+			return nil // another monitor resolved it, or a new refusal fired meanwhile
+		}
+		return err
+	}
+	m.log.Info("alert resolved: the operator changed the active model after a refused artifact", "alert_id", a.ID, "action", e.Action, "version", e.ToVersion)
+	return nil
 }

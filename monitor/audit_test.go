@@ -9,8 +9,10 @@ import (
 )
 
 // TestArtifactRefusedRaisesAlert: an artifact_refused audit entry becomes
-// one firing alert in ALERTS (a redelivered or republished entry does not
-// make a second); other audit actions and stale refusals raise none.
+// one firing alert in ALERTS (a redelivered or republished entry, or a
+// second refusal while it fires, does not make a second); other audit
+// actions and stale refusals raise none; the next activation or rollback
+// resolves it.
 func TestArtifactRefusedRaisesAlert(t *testing.T) {
 	h := newHarness(t)
 	clock := newFakeClock()
@@ -38,5 +40,36 @@ func TestArtifactRefusedRaisesAlert(t *testing.T) {
 	if a.Status != schemas.AlertFiring || a.Severity != "critical" || !strings.Contains(a.Summary, "1.1.0") ||
 		!strings.Contains(a.Summary, "keeps serving 1.0.0") || !strings.Contains(a.Summary, "scorer@host-1") {
 		t.Errorf("alert %+v", a)
+	}
+
+	// A second scorer refuses too: the alert is already firing, no second.
+	entry(schemas.AuditArtifactRefused, clock.Now(), "refusal-2")
+	// The operator's answer, a rollback, resolves it; a later activation
+	// finds nothing firing.
+	entry(schemas.AuditRollback, clock.Now(), "")
+	entry(schemas.AuditActivate, clock.Now(), "")
+	h.settle(r)
+	got = got[:0]
+	for _, a := range h.alerts() {
+		if a.Rule == RuleArtifactRefused {
+			got = append(got, a)
+		}
+	}
+	if len(got) != 2 || got[1].Status != schemas.AlertResolved || got[1].ID != strings.TrimSuffix(got[0].ID, "-firing")+"-resolved" ||
+		!got[1].StartsAt.Equal(got[0].StartsAt) || !strings.Contains(got[1].Summary, "rollback") {
+		t.Fatalf("after a second refusal, a rollback and an activation: %+v; want the firing alert and its resolution", got)
+	}
+
+	// A refusal after the resolution fires again.
+	entry(schemas.AuditArtifactRefused, clock.Now(), "refusal-3")
+	h.settle(r)
+	n := 0
+	for _, a := range h.alerts() {
+		if a.Rule == RuleArtifactRefused && a.Status == schemas.AlertFiring {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d firing artifact_refused alerts after a new refusal, want 2", n)
 	}
 }

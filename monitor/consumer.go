@@ -121,12 +121,15 @@ type input struct {
 	name     string // metric label
 	stream   string
 	consumer string
-	filter   string
+	filters  []string
 	process  func(m *Monitor, ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata) error
 }
 
 func (m *Monitor) auditInput() input {
-	return input{name: "audit", stream: schemas.StreamAudit, consumer: ConsumerAudit, filter: m.subjects.Audit(schemas.AuditArtifactRefused), process: processAudit}
+	return input{name: "audit", stream: schemas.StreamAudit, consumer: ConsumerAudit, process: processAudit,
+		// Refusals raise the alert; an activation or rollback (the
+		// operator's answer) resolves it.
+		filters: []string{m.subjects.Audit(schemas.AuditArtifactRefused), m.subjects.Audit(schemas.AuditActivate), m.subjects.Audit(schemas.AuditRollback)}}
 }
 
 // consumerConfig is the durable consumer of in.
@@ -134,7 +137,7 @@ func (m *Monitor) consumerConfig(in input) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       in.consumer,
 		Description:   "cardiostream monitor: alerts from audit entries",
-		FilterSubject: in.filter,
+		FilterSubjects: in.filters,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       m.cfg.Consumer.AckWait,

@@ -12,7 +12,9 @@
 // input itself, so several monitors report the same numbers. It owns the
 // state bucket (an object store, default CARDIO_MONITOR_STATE) holding its
 // checkpoint, the durable consumer monitor-audit
-// (<prefix>.audit.model.artifact_refused, see audit.go), and publishing to
+// (<prefix>.audit.model.{artifact_refused,activate,rollback}, see
+// audit.go: a refusal fires model_artifact_refused, the next activation or
+// rollback resolves it), and publishing to
 // ALERTS. It does not deliver webhooks (monitor/webhook consumes ALERTS).
 //
 // It imports schemas only; it must not import scorer, ingest,
