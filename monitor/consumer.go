@@ -135,14 +135,14 @@ func (m *Monitor) auditInput() input {
 // consumerConfig is the durable consumer of in.
 func (m *Monitor) consumerConfig(in input) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       in.consumer,
-		Description:   "cardiostream monitor: alerts from audit entries",
+		Durable:        in.consumer,
+		Description:    "cardiostream monitor: alerts from audit entries",
 		FilterSubjects: in.filters,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       m.cfg.Consumer.AckWait,
-		MaxDeliver:    -1, // a transient failure must not lose an alert
-		MaxAckPending: m.cfg.Consumer.MaxAckPending,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        m.cfg.Consumer.AckWait,
+		MaxDeliver:     -1, // a transient failure must not lose an alert
+		MaxAckPending:  m.cfg.Consumer.MaxAckPending,
 		// Replicas 0: inherit the stream's. A consumer cannot have more
 		// replicas than its stream, and one with fewer would lose its
 		// position with its node.
