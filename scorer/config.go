@@ -42,6 +42,19 @@ type Config struct {
 	// process. 1 is right on small machines: the model is cheap next to the
 	// NATS round trip (see doc.go).
 	Workers int `koanf:"workers"`
+	// GCPercent is the Go garbage collector's target (GOGC) for a
+	// `cardiostream scorer` process: the heap may grow by this percentage of
+	// the live heap before the next collection. The scorer's live heap is
+	// small (2-4 MB), so at Go's default of 100 it collected about 7 times a
+	// second at 5,000 records/s, and every cycle stops the world twice; on a
+	// busy 2-core machine a stopped world waits until each of the process's
+	// threads is scheduled again, which is where the pipeline's worst
+	// latency spikes came from (BENCHMARKS.md, "Latency at 5,000/s, second
+	// pass"). 400 cuts the collections about 8-fold for a heap a few MB
+	// larger. 0 leaves the runtime's own setting. The GOGC environment
+	// variable, when set, wins. It is not applied by standalone, whose
+	// process also holds the embedded server's much larger heap.
+	GCPercent int `koanf:"gc_percent"`
 }
 
 // Limits of the configuration values; Validate names them.
@@ -60,6 +73,8 @@ const (
 	maxShutdownTimeout = 10 * time.Minute
 	minWorkers         = 1
 	maxWorkers         = 64
+	minGCPercent       = 25
+	maxGCPercent       = 10_000
 )
 
 // DefaultConfig returns the built-in defaults.
@@ -75,6 +90,7 @@ func DefaultConfig() Config {
 		PublishTimeout:  5 * time.Second,
 		ShutdownTimeout: 20 * time.Second,
 		Workers:         1,
+		GCPercent:       400,
 	}
 }
 
@@ -116,6 +132,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < minWorkers || c.Workers > maxWorkers {
 		bad("workers", "%d is out of range [%d, %d]", c.Workers, minWorkers, maxWorkers)
+	}
+	if c.GCPercent != 0 && (c.GCPercent < minGCPercent || c.GCPercent > maxGCPercent) {
+		bad("gc_percent", "%d is out of range [%d, %d] (or 0: the Go runtime's own setting)", c.GCPercent, minGCPercent, maxGCPercent)
 	}
 	return errors.Join(errs...)
 }

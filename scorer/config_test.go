@@ -28,6 +28,11 @@ func TestConfigValidate(t *testing.T) {
 		{name: "publish timeout above half ack wait", mutate: func(c *Config) { c.PublishTimeout = 20 * time.Second }, wantErr: []string{"scorer.publish_timeout"}},
 		{name: "shutdown timeout", mutate: func(c *Config) { c.ShutdownTimeout = 0 }, wantErr: []string{"scorer.shutdown_timeout"}},
 		{name: "workers", mutate: func(c *Config) { c.Workers = 0 }, wantErr: []string{"scorer.workers: 0 is out of range [1, 64]"}},
+		{name: "gc percent runtime default", mutate: func(c *Config) { c.GCPercent = 0 }},
+		{name: "gc percent too low", mutate: func(c *Config) { c.GCPercent = 10 },
+			wantErr: []string{"scorer.gc_percent: 10 is out of range [25, 10000] (or 0: the Go runtime's own setting)"}},
+		{name: "gc percent off", mutate: func(c *Config) { c.GCPercent = -1 }, wantErr: []string{"scorer.gc_percent: -1 is out of range"}},
+		{name: "gc percent too high", mutate: func(c *Config) { c.GCPercent = 20_000 }, wantErr: []string{"scorer.gc_percent: 20000 is out of range"}},
 		{name: "several problems", mutate: func(c *Config) { c.Workers = 100; c.MaxDeliver = 1000 },
 			wantErr: []string{"scorer.workers", "scorer.max_deliver"}},
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -73,6 +75,9 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 		return fmt.Errorf("invalid configuration (see `cardiostream config validate`):\n%w", err)
 	}
 	log := c.newLogger(cfg).With("env", cfg.Env)
+	if r.scorer {
+		c.applyGCPercent(cfg.Scorer.GCPercent, log)
+	}
 	url := clientURL(cfg)
 	reg := newRegistry()
 	// /metrics and /readyz come up first, so an orchestrator sees "not
@@ -108,4 +113,22 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 	}
 	log.Info("stopped")
 	return err
+}
+
+// applyGCPercent sets the garbage collector's target of a scorer process to
+// scorer.gc_percent (see scorer.Config.GCPercent), unless it is 0 or the
+// GOGC environment variable is set: the runtime has applied that one, and an
+// operator's explicit GOGC wins.
+func (c *cli) applyGCPercent(percent int, log *slog.Logger) {
+	if percent == 0 || c.setGCPercent == nil {
+		return
+	}
+	for _, kv := range c.environ {
+		if v, ok := strings.CutPrefix(kv, "GOGC="); ok {
+			log.Info("GOGC is set; scorer.gc_percent not applied", "gogc", v, "gc_percent", percent)
+			return
+		}
+	}
+	c.setGCPercent(percent)
+	log.Info("garbage collector target set", "gc_percent", percent)
 }

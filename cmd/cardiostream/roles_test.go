@@ -237,3 +237,35 @@ func TestNATSPasswordNeverLogged(t *testing.T) {
 		t.Errorf("the logs do not name the (redacted) server:\n%s", logs)
 	}
 }
+
+// TestScorerGCPercent runs `cardiostream scorer` as OS processes and reads
+// the garbage collector target each runs with from its own /metrics
+// (go_gc_gogc_percent): scorer.gc_percent by default, the runtime's own
+// with 0, and GOGC when the environment sets it.
+func TestScorerGCPercent(t *testing.T) {
+	ns := natstest.RunServer(t)
+	cases := []struct {
+		name string
+		env  []string
+		want float64
+	}{
+		{name: "default", want: 400},
+		{name: "configured", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=200"}, want: 200},
+		{name: "runtime default", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=0"}, want: 100},
+		{name: "GOGC wins", env: []string{"GOGC=150"}, want: 150},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := procMetricsAddr(t)
+			p := procStart(t, "scorer", procEnv(tc.env...), addr, "scorer", "--nats-url", ns.ClientURL(), "--metrics-addr", addr)
+			p.waitReady(t, 60*time.Second)
+			if got := mustMetric(t, scrape(t, addr), "go_gc_gogc_percent"); got != tc.want {
+				t.Errorf("go_gc_gogc_percent = %v, want %v", got, tc.want)
+			}
+			if code, _ := p.sigterm(t, 30*time.Second); code != 0 {
+				t.Errorf("scorer exited %d; stderr:\n%s", code, p.tail())
+			}
+		})
+	}
+}

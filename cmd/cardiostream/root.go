@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,10 @@ type cli struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	environ []string
+	// setGCPercent sets this process's garbage collector target
+	// (debug.SetGCPercent); nil leaves it alone, as commands run in-process
+	// by tests must not change their test binary's runtime.
+	setGCPercent func(percent int) int
 	// hooks lets tests observe a running standalone system.
 	hooks hooks
 }
@@ -45,7 +50,7 @@ func (e usageError) Unwrap() error { return e.err }
 
 // execute runs one command line and returns the exit code.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr, environ: os.Environ()}
+	c := &cli{stdout: stdout, stderr: stderr, environ: os.Environ(), setGCPercent: debug.SetGCPercent}
 	return c.execute(ctx, args)
 }
 
