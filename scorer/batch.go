@@ -78,7 +78,18 @@ func (s *Scorer) work(in <-chan jetstream.Msg, intakeDone <-chan struct{}, ackq 
 	}
 }
 
-// process decodes, scores and publishes every record of b.
+// process decodes, scores and publishes every record of b, chunk by chunk:
+// the first chunk is one record and each next one twice as large, so a
+// record is published after at most about twice the work of the records
+// before it in the batch, not after the whole batch's. Scoring the whole
+// batch before publishing any of it held the first record of a 50-record
+// catch-up batch (after a scheduling hiccup) for the decoding and scoring of
+// all 50, and those first records are the ones that had already waited
+// longest; the relay publishes each record as it takes it (BENCHMARKS.md,
+// "Latency at 5,000/s, second pass"). Large batches are still scored in
+// large chunks (BatchModel). A batch with a record that may need its earlier
+// output looked up (stored.go) is one chunk, so the lookup, a scan of the
+// output streams, runs once per batch as before.
 func (s *Scorer) process(b *batch) {
 	n := len(b.items)
 	b.set = s.models.Load()
@@ -87,40 +98,71 @@ func (s *Scorer) process(b *batch) {
 	s.m.inflight.Add(float64(n))
 	s.m.batchSize.Observe(float64(n))
 
+	now := s.now()
+	lookup := false
 	for i := range b.items {
 		it := &b.items[i]
-		it.verdict = verdictPredict
-		it.subject = it.msg.Subject()
-		it.data = it.msg.Data()
-		if md, err := it.msg.Metadata(); err == nil {
-			it.seq = md.Sequence.Stream
-			it.deliveries = md.NumDelivered
-			it.storedAt = md.Timestamp
-		} else {
-			// Not a JetStream delivery; it cannot be acked either way. Keep
-			// going so it is accounted for as a dead letter.
-			it.deliveries = 1
-			it.storedAt = s.now()
-		}
-		if it.deliveries > 1 {
-			s.m.redeliveries.Inc()
-		}
-		// A valid record past max_deliver is scored and published like any
-		// other: it only gets here when an earlier delivery's outcome is
-		// unknown (a publish ack that timed out, a scorer killed after
-		// publishing). Its prediction may already be stored, and only
-		// republishing it under the same message id can tell: dead-lettering
-		// it now could leave the record with both.
-		s.decode(it)
+		s.readDelivery(it)
+		lookup = lookup || s.mayNeedLookup(it, now)
 	}
-	s.skipStored(b)
-
-	s.score(b)
-	if b.set.shadow != nil {
-		s.scoreShadow(b)
+	outs := s.newOutputs(n)
+	for lo, size := 0, 1; lo < n; lo, size = lo+size, size*2 {
+		if lookup {
+			size = n
+		}
+		c := b.chunk(lo, min(lo+size, n))
+		for i := range c.items {
+			// A valid record past max_deliver is scored and published like
+			// any other: it only gets here when an earlier delivery's
+			// outcome is unknown (a publish ack that timed out, a scorer
+			// killed after publishing). Its prediction may already be
+			// stored, and only republishing it under the same message id
+			// can tell: dead-lettering it now could leave the record with
+			// both.
+			s.decode(&c.items[i])
+		}
+		s.skipStored(&c)
+		s.score(&c)
+		if c.set.shadow != nil {
+			s.scoreShadow(&c)
+		}
+		s.publish(&c, outs)
+		b.keepScratch(&c)
 	}
+	b.published = time.Now()
+}
 
-	outs := s.newOutputs(len(b.items))
+// chunk is a view of b's items [lo, hi) that shares b's model set and
+// scratch space; keepScratch hands the scratch back.
+func (b *batch) chunk(lo, hi int) batch {
+	return batch{set: b.set, items: b.items[lo:hi:hi], rows: b.rows, probs: b.probs, idx: b.idx}
+}
+
+// keepScratch keeps the (possibly grown) scratch slices of chunk c.
+func (b *batch) keepScratch(c *batch) { b.rows, b.probs, b.idx = c.rows, c.probs, c.idx }
+
+// readDelivery fills the delivery fields of it from its message.
+func (s *Scorer) readDelivery(it *item) {
+	it.verdict = verdictPredict
+	it.subject = it.msg.Subject()
+	it.data = it.msg.Data()
+	if md, err := it.msg.Metadata(); err == nil {
+		it.seq = md.Sequence.Stream
+		it.deliveries = md.NumDelivered
+		it.storedAt = md.Timestamp
+	} else {
+		// Not a JetStream delivery; it cannot be acked either way. Keep
+		// going so it is accounted for as a dead letter.
+		it.deliveries = 1
+		it.storedAt = s.now()
+	}
+	if it.deliveries > 1 {
+		s.m.redeliveries.Inc()
+	}
+}
+
+// publish publishes the output of every record of b headed for one.
+func (s *Scorer) publish(b *batch, outs *outputs) {
 	for i := range b.items {
 		it := &b.items[i]
 		if it.verdict == verdictRetry || it.verdict == verdictStored {
@@ -148,7 +190,6 @@ func (s *Scorer) process(b *batch) {
 			}
 		}
 	}
-	b.published = time.Now()
 }
 
 // score predicts every record of b still headed for a prediction, through

@@ -70,7 +70,10 @@
 // whatever is already buffered up to BatchSize, decode and score them (through
 // BatchModel when the model implements it) and PublishAsync every output; a
 // single acker goroutine waits for the publish acks of each batch in turn and
-// acks, NAKs or terminates its records. Publishing never waits for earlier
+// acks, NAKs or terminates its records. A batch is decoded, scored and
+// published in chunks of 1, 2, 4, ... records, so its first records are
+// published before the rest are scored (a batch that may need a lookup of
+// earlier outputs, see stored.go, is one chunk). Publishing never waits for earlier
 // batches' publish acks: the acker's queue holds up to MaxAckPending batches
 // (the server delivers no more unsettled records than that), so a slow
 // publish ack delays only its own batch's acks, not the publishing of

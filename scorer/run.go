@@ -125,6 +125,9 @@ func (s *Scorer) consume(ctx context.Context, in chan<- jetstream.Msg, abort <-c
 		}
 		select {
 		case in <- m:
+			if s.opts.intake != nil {
+				s.opts.intake()
+			}
 		case <-abort:
 			s.budget.Release(n)
 			_ = m.Nak()

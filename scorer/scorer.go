@@ -26,6 +26,9 @@ type options struct {
 	// its publishes were sent and before their acks are awaited; tests use
 	// it to hold a batch in flight.
 	beforeSettle func(n int)
+	// intake, when set, is called by the consume handler after each record
+	// was queued for the workers; tests use it to know what is buffered.
+	intake func()
 }
 
 // WithClock sets the clock used for scored_at, latency and dead_lettered_at.
@@ -276,6 +279,12 @@ func (s *Scorer) checkDuplicateWindow(ctx context.Context) {
 		s.log.Warn("PREDICTIONS duplicate window is shorter than the redelivery horizon: a late redelivery can store a second prediction",
 			"duplicate_window", info.Config.Duplicates, "redelivery_horizon", h)
 	}
+}
+
+// withIntake is a test hook: f runs after each delivered record was queued
+// for the workers.
+func withIntake(f func()) Option {
+	return func(o *options) { o.intake = f }
 }
 
 // withBeforeSettle is a test hook: f runs in the acker before each batch's

@@ -43,10 +43,16 @@ func (s *Scorer) setDuplicateWindow(d time.Duration) { s.dupWindow.Store(int64(d
 // needsLookup reports whether it was redelivered so late that the server may
 // have forgotten the message id of an output stored on an earlier delivery.
 func (s *Scorer) needsLookup(it *item, now time.Time) bool {
-	if it.deliveries <= 1 || (it.verdict != verdictPredict && it.verdict != verdictDeadLetter) {
+	if it.verdict != verdictPredict && it.verdict != verdictDeadLetter {
 		return false
 	}
-	return now.Sub(it.storedAt) >= time.Duration(s.dupWindow.Load())/2
+	return s.mayNeedLookup(it, now)
+}
+
+// mayNeedLookup is needsLookup before decoding: it needs only the record's
+// delivery count and store time.
+func (s *Scorer) mayNeedLookup(it *item, now time.Time) bool {
+	return it.deliveries > 1 && now.Sub(it.storedAt) >= time.Duration(s.dupWindow.Load())/2
 }
 
 // outputIDs are the message ids an earlier delivery of it may have
