@@ -33,6 +33,9 @@ func TestConfigValidate(t *testing.T) {
 			wantErr: []string{"scorer.gc_percent: 10 is out of range [25, 10000] (or 0: the Go runtime's own setting)"}},
 		{name: "gc percent off", mutate: func(c *Config) { c.GCPercent = -1 }, wantErr: []string{"scorer.gc_percent: -1 is out of range"}},
 		{name: "gc percent too high", mutate: func(c *Config) { c.GCPercent = 20_000 }, wantErr: []string{"scorer.gc_percent: 20000 is out of range"}},
+		{name: "no memory limit", mutate: func(c *Config) { c.GCMemoryLimitMB = 0 }},
+		{name: "memory limit too low", mutate: func(c *Config) { c.GCMemoryLimitMB = 8 },
+			wantErr: []string{"scorer.gc_memory_limit_mb: 8 is out of range [32, 1048576] (or 0: no limit)"}},
 		{name: "several problems", mutate: func(c *Config) { c.Workers = 100; c.MaxDeliver = 1000 },
 			wantErr: []string{"scorer.workers", "scorer.max_deliver"}},
 	}

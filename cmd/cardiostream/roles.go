@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cardiostream/cardiostream/config"
+	"github.com/cardiostream/cardiostream/scorer"
 )
 
 // roleFlags maps the flags of the scorer and monitor commands to configuration keys.
@@ -76,7 +77,7 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 	}
 	log := c.newLogger(cfg).With("env", cfg.Env)
 	if r.scorer {
-		c.applyGCPercent(cfg.Scorer.GCPercent, log)
+		c.applyGC(cfg.Scorer, log)
 	}
 	url := clientURL(cfg)
 	reg := newRegistry()
@@ -115,20 +116,29 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 	return err
 }
 
-// applyGCPercent sets the garbage collector's target of a scorer process to
-// scorer.gc_percent (see scorer.Config.GCPercent), unless it is 0 or the
-// GOGC environment variable is set: the runtime has applied that one, and an
-// operator's explicit GOGC wins.
-func (c *cli) applyGCPercent(percent int, log *slog.Logger) {
-	if percent == 0 || c.setGCPercent == nil {
-		return
-	}
-	for _, kv := range c.environ {
-		if v, ok := strings.CutPrefix(kv, "GOGC="); ok {
-			log.Info("GOGC is set; scorer.gc_percent not applied", "gogc", v, "gc_percent", percent)
+// applyGC sets the garbage collector's target and soft memory limit of a
+// scorer process to scorer.gc_percent and scorer.gc_memory_limit_mb (see
+// scorer.Config), each unless it is 0 or its environment variable (GOGC,
+// GOMEMLIMIT) is set: the runtime has applied that one, and an operator's
+// explicit setting wins.
+func (c *cli) applyGC(cfg scorer.Config, log *slog.Logger) {
+	set := func(key string, value int, envVar string, apply func()) {
+		if value == 0 {
 			return
 		}
+		for _, kv := range c.environ {
+			if v, ok := strings.CutPrefix(kv, envVar+"="); ok {
+				log.Info(envVar+" is set; scorer."+key+" not applied", strings.ToLower(envVar), v, key, value)
+				return
+			}
+		}
+		apply()
+		log.Info("garbage collector setting applied", key, value)
 	}
-	c.setGCPercent(percent)
-	log.Info("garbage collector target set", "gc_percent", percent)
+	if c.setGCPercent != nil {
+		set("gc_percent", cfg.GCPercent, "GOGC", func() { c.setGCPercent(cfg.GCPercent) })
+	}
+	if c.setMemoryLimit != nil {
+		set("gc_memory_limit_mb", cfg.GCMemoryLimitMB, "GOMEMLIMIT", func() { c.setMemoryLimit(int64(cfg.GCMemoryLimitMB) << 20) })
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -238,21 +239,25 @@ func TestNATSPasswordNeverLogged(t *testing.T) {
 	}
 }
 
-// TestScorerGCPercent runs `cardiostream scorer` as OS processes and reads
-// the garbage collector target each runs with from its own /metrics
-// (go_gc_gogc_percent): scorer.gc_percent by default, the runtime's own
-// with 0, and GOGC when the environment sets it.
-func TestScorerGCPercent(t *testing.T) {
+// TestScorerGCSettings runs `cardiostream scorer` as OS processes and reads
+// the garbage collector target and soft memory limit each runs with from
+// its own /metrics (go_gc_gogc_percent, go_gc_gomemlimit_bytes):
+// scorer.gc_percent and scorer.gc_memory_limit_mb by default, the runtime's
+// own with 0, and GOGC or GOMEMLIMIT when the environment sets them.
+func TestScorerGCSettings(t *testing.T) {
 	ns := natstest.RunServer(t)
+	const noLimit = math.MaxInt64
 	cases := []struct {
-		name string
-		env  []string
-		want float64
+		name               string
+		env                []string
+		wantGOGC, wantLimB float64
 	}{
-		{name: "default", want: 400},
-		{name: "configured", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=200"}, want: 200},
-		{name: "runtime default", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=0"}, want: 100},
-		{name: "GOGC wins", env: []string{"GOGC=150"}, want: 150},
+		{name: "default", wantGOGC: 400, wantLimB: 100 << 20},
+		{name: "configured", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=200", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=64"},
+			wantGOGC: 200, wantLimB: 64 << 20},
+		{name: "runtime defaults", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=0", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=0"},
+			wantGOGC: 100, wantLimB: noLimit},
+		{name: "environment wins", env: []string{"GOGC=150", "GOMEMLIMIT=50MiB"}, wantGOGC: 150, wantLimB: 50 << 20},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -260,8 +265,12 @@ func TestScorerGCPercent(t *testing.T) {
 			addr := procMetricsAddr(t)
 			p := procStart(t, "scorer", procEnv(tc.env...), addr, "scorer", "--nats-url", ns.ClientURL(), "--metrics-addr", addr)
 			p.waitReady(t, 60*time.Second)
-			if got := mustMetric(t, scrape(t, addr), "go_gc_gogc_percent"); got != tc.want {
-				t.Errorf("go_gc_gogc_percent = %v, want %v", got, tc.want)
+			fams := scrape(t, addr)
+			if got := mustMetric(t, fams, "go_gc_gogc_percent"); got != tc.wantGOGC {
+				t.Errorf("go_gc_gogc_percent = %v, want %v", got, tc.wantGOGC)
+			}
+			if got := mustMetric(t, fams, "go_gc_gomemlimit_bytes"); got != tc.wantLimB {
+				t.Errorf("go_gc_gomemlimit_bytes = %v, want %v", got, tc.wantLimB)
 			}
 			if code, _ := p.sigterm(t, 30*time.Second); code != 0 {
 				t.Errorf("scorer exited %d; stderr:\n%s", code, p.tail())

@@ -26,6 +26,9 @@ type cli struct {
 	// (debug.SetGCPercent); nil leaves it alone, as commands run in-process
 	// by tests must not change their test binary's runtime.
 	setGCPercent func(percent int) int
+	// setMemoryLimit likewise sets its soft memory limit
+	// (debug.SetMemoryLimit).
+	setMemoryLimit func(limit int64) int64
 	// hooks lets tests observe a running standalone system.
 	hooks hooks
 }
@@ -50,7 +53,7 @@ func (e usageError) Unwrap() error { return e.err }
 
 // execute runs one command line and returns the exit code.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr, environ: os.Environ(), setGCPercent: debug.SetGCPercent}
+	c := &cli{stdout: stdout, stderr: stderr, environ: os.Environ(), setGCPercent: debug.SetGCPercent, setMemoryLimit: debug.SetMemoryLimit}
 	return c.execute(ctx, args)
 }
 
