@@ -252,9 +252,9 @@ func TestScorerGCSettings(t *testing.T) {
 		env                []string
 		wantGOGC, wantLimB float64
 	}{
-		{name: "default", wantGOGC: 400, wantLimB: 100 << 20},
-		{name: "configured", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=200", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=64"},
-			wantGOGC: 200, wantLimB: 64 << 20},
+		{name: "default", wantGOGC: 400, wantLimB: 64 << 20},
+		{name: "configured", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=200", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=128"},
+			wantGOGC: 200, wantLimB: 128 << 20},
 		{name: "runtime defaults", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=0", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=0"},
 			wantGOGC: 100, wantLimB: noLimit},
 		{name: "environment wins", env: []string{"GOGC=150", "GOMEMLIMIT=50MiB"}, wantGOGC: 150, wantLimB: 50 << 20},
