@@ -61,10 +61,10 @@ type Config struct {
 	// large GCPercent from growing the heap with a deep backlog (the
 	// scorer's peak RSS over a 1M-record backlog: 34 MB at Go's defaults,
 	// 162 MB with 400 and no limit, 103 MB with 100 MiB, 72 MB with 64).
-	// At 5,000 records/s it does not bind. Past the limit the process is not stopped:
-	// the collector works harder, at most half the CPU. 0 sets no limit; the
-	// GOMEMLIMIT environment variable, when set, wins. Not applied by
-	// standalone either.
+	// At 5,000 records/s it does not bind. Past the limit the process is
+	// not stopped: the collector works harder, at most half the CPU. 0 sets
+	// no limit; the GOMEMLIMIT environment variable, when set, wins. Not
+	// applied by standalone either.
 	GCMemoryLimitMB int `koanf:"gc_memory_limit_mb"`
 }
 
