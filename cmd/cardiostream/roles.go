@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cardiostream/cardiostream/config"
-	"github.com/cardiostream/cardiostream/scorer"
 )
 
 // roleFlags maps the flags of the scorer and monitor commands to configuration keys.
@@ -77,7 +76,9 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 	}
 	log := c.newLogger(cfg).With("env", cfg.Env)
 	if r.scorer {
-		c.applyGC(cfg.Scorer, log)
+		c.applyGC("scorer", cfg.Scorer.GCPercent, cfg.Scorer.GCMemoryLimitMB, log)
+	} else if r.monitor {
+		c.applyGC("monitor", cfg.Monitor.GCPercent, cfg.Monitor.GCMemoryLimitMB, log)
 	}
 	url := clientURL(cfg)
 	reg := newRegistry()
@@ -117,18 +118,18 @@ func (c *cli) runRole(cmd *cobra.Command, r roles, name string) error {
 }
 
 // applyGC sets the garbage collector's target and soft memory limit of a
-// scorer process to scorer.gc_percent and scorer.gc_memory_limit_mb (see
-// scorer.Config), each unless it is 0 or its environment variable (GOGC,
-// GOMEMLIMIT) is set: the runtime has applied that one, and an operator's
-// explicit setting wins.
-func (c *cli) applyGC(cfg scorer.Config, log *slog.Logger) {
+// scorer or monitor process (role) to <role>.gc_percent and
+// <role>.gc_memory_limit_mb (see scorer.Config, monitor.Config), each unless
+// it is 0 or its environment variable (GOGC, GOMEMLIMIT) is set: the runtime
+// has applied that one, and an operator's explicit setting wins.
+func (c *cli) applyGC(role string, percent, limitMB int, log *slog.Logger) {
 	set := func(key string, value int, envVar string, apply func()) {
 		if value == 0 {
 			return
 		}
 		for _, kv := range c.environ {
 			if v, ok := strings.CutPrefix(kv, envVar+"="); ok {
-				log.Info(envVar+" is set; scorer."+key+" not applied", strings.ToLower(envVar), v, key, value)
+				log.Info(envVar+" is set; "+role+"."+key+" not applied", strings.ToLower(envVar), v, key, value)
 				return
 			}
 		}
@@ -136,9 +137,9 @@ func (c *cli) applyGC(cfg scorer.Config, log *slog.Logger) {
 		log.Info("garbage collector setting applied", key, value)
 	}
 	if c.setGCPercent != nil {
-		set("gc_percent", cfg.GCPercent, "GOGC", func() { c.setGCPercent(cfg.GCPercent) })
+		set("gc_percent", percent, "GOGC", func() { c.setGCPercent(percent) })
 	}
 	if c.setMemoryLimit != nil {
-		set("gc_memory_limit_mb", cfg.GCMemoryLimitMB, "GOMEMLIMIT", func() { c.setMemoryLimit(int64(cfg.GCMemoryLimitMB) << 20) })
+		set("gc_memory_limit_mb", limitMB, "GOMEMLIMIT", func() { c.setMemoryLimit(int64(limitMB) << 20) })
 	}
 }

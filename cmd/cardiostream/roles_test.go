@@ -244,26 +244,31 @@ func TestNATSPasswordNeverLogged(t *testing.T) {
 // its own /metrics (go_gc_gogc_percent, go_gc_gomemlimit_bytes):
 // scorer.gc_percent and scorer.gc_memory_limit_mb by default, the runtime's
 // own with 0, and GOGC or GOMEMLIMIT when the environment sets them.
-func TestScorerGCSettings(t *testing.T) {
+func TestGCSettings(t *testing.T) {
 	ns := natstest.RunServer(t)
 	const noLimit = math.MaxInt64
 	cases := []struct {
-		name               string
+		name, role         string
 		env                []string
 		wantGOGC, wantLimB float64
 	}{
-		{name: "default", wantGOGC: 400, wantLimB: 64 << 20},
-		{name: "configured", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=200", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=128"},
+		{name: "scorer default", role: "scorer", wantGOGC: 400, wantLimB: 64 << 20},
+		{name: "scorer configured", role: "scorer", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=200", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=128"},
 			wantGOGC: 200, wantLimB: 128 << 20},
-		{name: "runtime defaults", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=0", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=0"},
+		{name: "scorer runtime defaults", role: "scorer", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=0", "CARDIOSTREAM_SCORER__GC_MEMORY_LIMIT_MB=0"},
 			wantGOGC: 100, wantLimB: noLimit},
-		{name: "environment wins", env: []string{"GOGC=150", "GOMEMLIMIT=50MiB"}, wantGOGC: 150, wantLimB: 50 << 20},
+		{name: "scorer environment wins", role: "scorer", env: []string{"GOGC=150", "GOMEMLIMIT=50MiB"}, wantGOGC: 150, wantLimB: 50 << 20},
+		{name: "monitor default", role: "monitor", wantGOGC: 400, wantLimB: noLimit},
+		{name: "monitor configured", role: "monitor", env: []string{"CARDIOSTREAM_MONITOR__GC_PERCENT=300", "CARDIOSTREAM_MONITOR__GC_MEMORY_LIMIT_MB=512"},
+			wantGOGC: 300, wantLimB: 512 << 20},
+		{name: "monitor not given the scorer's", role: "monitor", env: []string{"CARDIOSTREAM_SCORER__GC_PERCENT=200"}, wantGOGC: 400, wantLimB: noLimit},
+		{name: "monitor environment wins", role: "monitor", env: []string{"GOGC=150"}, wantGOGC: 150, wantLimB: noLimit},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			addr := procMetricsAddr(t)
-			p := procStart(t, "scorer", procEnv(tc.env...), addr, "scorer", "--nats-url", ns.ClientURL(), "--metrics-addr", addr)
+			p := procStart(t, tc.role, procEnv(tc.env...), addr, tc.role, "--nats-url", ns.ClientURL(), "--metrics-addr", addr)
 			p.waitReady(t, 60*time.Second)
 			fams := scrape(t, addr)
 			if got := mustMetric(t, fams, "go_gc_gogc_percent"); got != tc.wantGOGC {
@@ -273,7 +278,7 @@ func TestScorerGCSettings(t *testing.T) {
 				t.Errorf("go_gc_gomemlimit_bytes = %v, want %v", got, tc.wantLimB)
 			}
 			if code, _ := p.sigterm(t, 30*time.Second); code != 0 {
-				t.Errorf("scorer exited %d; stderr:\n%s", code, p.tail())
+				t.Errorf("%s exited %d; stderr:\n%s", tc.role, code, p.tail())
 			}
 		})
 	}
