@@ -29,13 +29,15 @@ type reader struct {
 func (m *Monitor) readers() []reader {
 	p := m.subjects.Prefix
 	return []reader{
-		// Main and shadow predictions share the stream; one reader keeps
-		// them in stream order. Each filter takes exactly one token after
-		// its kind, so <prefix>.predictions.shadow.<source> is never read
-		// as a main prediction.
-		{name: "predictions", stream: schemas.StreamPredictions, filters: []string{p + ".predictions.*", p + "." + schemas.ShadowKind + ".*"}},
-		{name: "outcomes", stream: schemas.StreamOutcomes, filters: []string{p + ".outcomes.*"}},
-		{name: "deadletter", stream: schemas.StreamDeadLetter, filters: []string{p + ".deadletter.*"}},
+		// Each reader takes its stream's whole subject space (one
+		// filter the server need not match message by message: two
+		// filters made it intersect subject trees for every message) and
+		// sorts the subjects itself: main and shadow predictions share the
+		// stream and one reader keeps them in stream order, and a subject
+		// of neither shape (<prefix>.predictions.a.b) is skipped.
+		{name: "predictions", stream: schemas.StreamPredictions, filters: []string{p + ".predictions.>"}},
+		{name: "outcomes", stream: schemas.StreamOutcomes, filters: []string{p + ".outcomes.>"}},
+		{name: "deadletter", stream: schemas.StreamDeadLetter, filters: []string{p + ".deadletter.>"}},
 	}
 }
 
@@ -112,7 +114,7 @@ func (m *Monitor) decodeInputSlow(r reader, msg jetstream.Msg, subject string) (
 			return ev, "deadletter", err
 		}
 	}
-	return event{}, r.name, fmt.Errorf("%w: subject %q has no valid source token", errInvalidInput, subject)
+	return event{}, r.name, fmt.Errorf("%w: %q", errNotInput, subject)
 }
 
 // input is the durable consumer the monitor acks: the audit entries that

@@ -14,4 +14,8 @@ var (
 	// errInvalidInput marks an input message that can never be processed:
 	// counted as invalid (an audit entry is terminated), never retried.
 	errInvalidInput = errors.New("invalid input message")
+	// errNotInput marks a message on an input stream whose subject is not
+	// one the monitor reads (neither <prefix>.<kind>.<source> nor a shadow
+	// prediction's): skipped, not counted.
+	errNotInput = errors.New("not an input subject")
 )

@@ -367,6 +367,8 @@ func (m *Monitor) fold(r reader, msg jetstream.Msg, errs *errorLog, target uint6
 	m.agg.st.Positions[r.name] = meta.Sequence.Stream
 	m.mu.Unlock()
 	switch {
+	case errors.Is(derr, errNotInput):
+		m.log.Debug("message on an input stream with a subject the monitor does not read; skipped", "input", label, "stream_sequence", meta.Sequence.Stream, "err", derr)
 	case derr != nil:
 		m.metrics.invalid[label].Inc()
 		m.log.Warn("invalid input message; not counted", "input", label, "stream_sequence", meta.Sequence.Stream, "err", derr)
