@@ -132,6 +132,11 @@ func (c *cli) benchRelayCmd() *cobra.Command {
 				return err
 			}
 			log := c.newLogger(cfg)
+			// The ceiling runs with the scorer's runtime settings too
+			// (scorer.gc_percent, scorer.gc_memory_limit_mb): a relay
+			// collecting garbage more often than the scorer would not be
+			// the broker's ceiling.
+			c.applyGC("scorer", cfg.Scorer.GCPercent, cfg.Scorer.GCMemoryLimitMB, log)
 			nc, err := connectNATS(cmd.Context(), cfg, clientURL(cfg), "cardiostream-bench-relay", log)
 			if err != nil {
 				return err

@@ -283,3 +283,27 @@ func TestGCSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchRelayUsesTheScorersGCSettings: the bench's ceiling, the bare
+// relay, runs with the scorer's garbage collector settings, or the scorer
+// would be measured against a relay handicapped by more collections.
+func TestBenchRelayUsesTheScorersGCSettings(t *testing.T) {
+	ns := natstest.RunServer(t)
+	_, js := natstest.Connect(t, ns)
+	natstest.EnsureStreams(t, js, nil)
+	p := procStart(t, "relay", procEnv(), "", "bench", "relay", "--nats-url", ns.ClientURL(), "--log-level", "info")
+	natstest.Eventually(t, 60*time.Second, func() error {
+		if p.done() {
+			t.Fatalf("relay exited: %v; stderr:\n%s", p.err, p.tail())
+		}
+		for _, want := range []string{"gc_percent=400", "gc_memory_limit_mb=64"} {
+			if !strings.Contains(p.stderr.String(), `msg="garbage collector setting applied" `+want) {
+				return fmt.Errorf("no %q in the relay's log yet", want)
+			}
+		}
+		return nil
+	})
+	if code, _ := p.sigterm(t, 30*time.Second); code != 0 {
+		t.Errorf("relay exited %d; stderr:\n%s", code, p.tail())
+	}
+}
