@@ -69,14 +69,30 @@ func (r *Registry) ShadowOff(ctx context.Context, opts ChangeOptions) (*ChangeRe
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
 	res := &ChangeResult{Action: schemas.AuditShadowOff, Key: KeyShadow}
-	for range maxCASAttempts {
-		cur, rev, err := r.pointer(ctx, KeyShadow)
+	removed, err := r.removeShadow(ctx, func(*Pointer) bool { return true }, schemas.AuditEntry{Actor: opts.Actor, Reason: opts.Reason})
+	if removed == nil {
+		res.Unchanged = err == nil
 		if err != nil {
 			return nil, err
 		}
-		if cur == nil {
-			res.Unchanged = true
-			return res, nil
+		return res, nil
+	}
+	res.From = removed.Version
+	return res, err
+}
+
+// removeShadow deletes the shadow pointer if it is set and match accepts
+// it, compare-and-set on its revision, and audits the removal as shadow_off
+// (entry gives actor, reason and details). It returns the removed pointer,
+// or nil when there was none to remove.
+func (r *Registry) removeShadow(ctx context.Context, match func(*Pointer) bool, entry schemas.AuditEntry) (*Pointer, error) {
+	for range maxCASAttempts {
+		cur, rev, err := r.pointer(ctx, KeyShadow)
+		if err != nil {
+			return nil, fmt.Errorf("reading the shadow pointer: %w", err)
+		}
+		if cur == nil || !match(cur) {
+			return nil, nil
 		}
 		err = r.kv.Delete(ctx, KeyShadow, jetstream.LastRevision(rev))
 		if isRevisionConflict(err) {
@@ -85,12 +101,10 @@ func (r *Registry) ShadowOff(ctx context.Context, opts ChangeOptions) (*ChangeRe
 		if err != nil {
 			return nil, fmt.Errorf("removing the shadow pointer: %w", err)
 		}
-		res.From = cur.Version
-		return res, r.Audit(ctx, schemas.AuditEntry{
-			Action: schemas.AuditShadowOff, Actor: opts.Actor, FromVersion: cur.Version, SHA256: cur.SHA256, Reason: opts.Reason,
-		})
+		entry.Action, entry.FromVersion, entry.SHA256 = schemas.AuditShadowOff, cur.Version, cur.SHA256
+		return cur, r.Audit(ctx, entry)
 	}
-	return nil, fmt.Errorf("%w: gave up after %d attempts", ErrConflict, maxCASAttempts)
+	return nil, fmt.Errorf("%w: the shadow pointer changed %d times while we tried to remove it", ErrConflict, maxCASAttempts)
 }
 
 func isRevisionConflict(err error) bool {
@@ -186,27 +200,10 @@ func (r *Registry) change(ctx context.Context, action, key string, opts ChangeOp
 // active): scoring a version beside itself would only double the work. A
 // shadow changed to another version meanwhile is left alone.
 func (r *Registry) clearShadowIf(ctx context.Context, version string, opts ChangeOptions) (bool, error) {
-	for range maxCASAttempts {
-		cur, rev, err := r.pointer(ctx, KeyShadow)
-		if err != nil {
-			return false, fmt.Errorf("reading the shadow pointer: %w", err)
-		}
-		if cur == nil || cur.Version != version {
-			return false, nil
-		}
-		err = r.kv.Delete(ctx, KeyShadow, jetstream.LastRevision(rev))
-		if isRevisionConflict(err) {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("removing the shadow pointer: %w", err)
-		}
-		return true, r.Audit(ctx, schemas.AuditEntry{
-			Action: schemas.AuditShadowOff, Actor: opts.Actor, FromVersion: version, SHA256: cur.SHA256,
-			Reason: "promoted to active", Details: []string{"the shadow version became the active one"},
-		})
-	}
-	return false, fmt.Errorf("%w: the shadow pointer changed %d times while we tried to remove it", ErrConflict, maxCASAttempts)
+	removed, err := r.removeShadow(ctx, func(p *Pointer) bool { return p.Version == version }, schemas.AuditEntry{
+		Actor: opts.Actor, Reason: "promoted to active", Details: []string{"the shadow version became the active one"},
+	})
+	return removed != nil, err
 }
 
 // gate fetches (integrity, signature) and evaluates version. Failed quality
