@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,6 +68,37 @@ func RunCluster(tb testing.TB, n int) *Cluster {
 	if n < 3 {
 		tb.Fatalf("RunCluster: %d nodes; a JetStream cluster needs at least 3", n)
 	}
+	// The route ports are chosen free and then bound by the servers; another
+	// process can take one in between (tests run in parallel), and that
+	// node then never becomes ready. Such a start is retried on new ports.
+	var c *Cluster
+	for attempt := 1; ; attempt++ {
+		var err error
+		if c, err = startCluster(tb, n); err == nil {
+			break
+		}
+		if attempt == 3 {
+			tb.Fatal(err)
+		}
+		tb.Logf("starting a %d-node cluster: %v; again on new ports", n, err)
+	}
+	tb.Cleanup(func() {
+		for _, nd := range c.Nodes {
+			nd.Shutdown()
+		}
+	})
+	// A restarted node must come back on the same client port, so clients
+	// holding the URL list find it again.
+	for _, nd := range c.Nodes {
+		nd.opts.Port = nd.srv.Addr().(*net.TCPAddr).Port
+	}
+	c.WaitReady(tb, 60*time.Second)
+	return c
+}
+
+// startCluster starts n nodes on fresh route ports; on an error every node
+// is shut down again.
+func startCluster(tb testing.TB, n int) (*Cluster, error) {
 	c := &Cluster{Name: "cardiostream-test"}
 	routePorts := make([]int, n)
 	for i := range routePorts {
@@ -103,23 +135,13 @@ func RunCluster(tb testing.TB, n int) *Cluster {
 		wg.Go(func() { errs[i] = nd.start() })
 	}
 	wg.Wait()
-	tb.Cleanup(func() {
+	if err := errors.Join(errs...); err != nil {
 		for _, nd := range c.Nodes {
 			nd.Shutdown()
 		}
-	})
-	for _, err := range errs {
-		if err != nil {
-			tb.Fatal(err)
-		}
+		return nil, err
 	}
-	// A restarted node must come back on the same client port, so clients
-	// holding the URL list find it again.
-	for _, nd := range c.Nodes {
-		nd.opts.Port = nd.srv.Addr().(*net.TCPAddr).Port
-	}
-	c.WaitReady(tb, 60*time.Second)
-	return c
+	return c, nil
 }
 
 func (nd *Node) start() error {
