@@ -153,6 +153,9 @@ func (c *cli) benchRelayCmd() *cobra.Command {
 				BatchSize: sc.BatchSize, MaxAckPending: sc.MaxAckPending, AckWait: sc.AckWait,
 				PullExpiry: sc.PullExpiry, PubTimeout: sc.PublishTimeout,
 			})
+			if cmd.Context().Err() != nil {
+				return nil // SIGTERM, even during set-up: a clean stop
+			}
 			return err
 		},
 	}
