@@ -206,15 +206,7 @@ func (s *Scorer) score(b *batch) {
 	}
 	batched := false
 	if bm := b.set.batch; bm != nil && len(b.idx) > 1 {
-		b.rows = b.rows[:0]
-		for _, i := range b.idx {
-			b.rows = append(b.rows, [schemas.NumFeatures]float64(b.items[i].rec.Features))
-		}
-		if cap(b.probs) < len(b.idx) {
-			b.probs = make([]float64, len(b.idx))
-		}
-		b.probs = b.probs[:len(b.idx)]
-		if err := predictBatch(bm, b.rows, b.probs); err == nil {
+		if err := b.predictIdx(bm); err == nil {
 			for k, i := range b.idx {
 				b.items[i].prob = b.probs[k]
 			}
@@ -468,4 +460,18 @@ func closeAfter(d time.Duration) (<-chan struct{}, func() bool) {
 	ch := make(chan struct{})
 	t := time.AfterFunc(d, func() { close(ch) })
 	return ch, t.Stop
+}
+
+// predictIdx scores the records b.idx points at with bm in one call, into
+// b.probs (b.probs[k] is the probability of b.items[b.idx[k]]).
+func (b *batch) predictIdx(bm BatchModel) error {
+	b.rows = b.rows[:0]
+	for _, i := range b.idx {
+		b.rows = append(b.rows, [schemas.NumFeatures]float64(b.items[i].rec.Features))
+	}
+	if cap(b.probs) < len(b.idx) {
+		b.probs = make([]float64, len(b.idx))
+	}
+	b.probs = b.probs[:len(b.idx)]
+	return predictBatch(bm, b.rows, b.probs)
 }

@@ -5,8 +5,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/cardiostream/cardiostream/schemas"
 )
 
 // scoreShadow scores every record of b headed for a prediction with the
@@ -24,15 +22,7 @@ func (s *Scorer) scoreShadow(b *batch) {
 		return
 	}
 	if bm := set.shadowBatch; bm != nil && len(b.idx) > 1 {
-		b.rows = b.rows[:0]
-		for _, i := range b.idx {
-			b.rows = append(b.rows, [schemas.NumFeatures]float64(b.items[i].rec.Features))
-		}
-		if cap(b.probs) < len(b.idx) {
-			b.probs = make([]float64, len(b.idx))
-		}
-		b.probs = b.probs[:len(b.idx)]
-		if err := predictBatch(bm, b.rows, b.probs); err == nil {
+		if err := b.predictIdx(bm); err == nil {
 			for k, i := range b.idx {
 				s.shadowScored(&b.items[i], b.probs[k])
 			}
