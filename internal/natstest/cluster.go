@@ -437,14 +437,5 @@ func (c *Cluster) WaitStreamCurrent(tb testing.TB, nd *Node, stream string, time
 // them) and closes the connection when the test ends.
 func ConnectCluster(tb testing.TB, c *Cluster) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	nc, err := nats.Connect(c.URLs(), nats.Name(tb.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		tb.Fatalf("connecting to %s: %v", c.URLs(), err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatalf("jetstream: %v", err)
-	}
-	return nc, js
+	return connectURL(tb, c.URLs())
 }

@@ -68,9 +68,17 @@ func RunServerOn(tb testing.TB, storeDir string, port int) *server.Server {
 // test ends.
 func Connect(tb testing.TB, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	nc, err := nats.Connect(ns.ClientURL(), nats.Name(tb.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return connectURL(tb, ns.ClientURL())
+}
+
+// connectURL connects to url (one URL or a comma-separated list the client
+// fails over between), reconnecting without limit, and closes the
+// connection when the test ends.
+func connectURL(tb testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, nats.Name(tb.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
-		tb.Fatalf("connecting to %s: %v", ns.ClientURL(), err)
+		tb.Fatalf("connecting to %s: %v", url, err)
 	}
 	tb.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
