@@ -17,43 +17,42 @@ var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 // else is counted as "unknown".
 var stages = []schemas.Stage{schemas.StageDecode, schemas.StageValidate, schemas.StageScore, "unknown"}
 
-// Window samples; the short JSON names keep the checkpoint small.
+// Window samples (in the gob checkpoint as they are).
 type joinSample struct {
-	At        int64  `json:"t"`           // unix nanoseconds, the monitor's clock
-	O         int64  `json:"o,omitempty"` // data time: the window's order (event.Ord)
-	Actual    uint8  `json:"a"`
-	Predicted uint8  `json:"p"`
-	Version   string `json:"v,omitempty"` // the model version that predicted
+	At        int64 // unix nanoseconds, the monitor's clock
+	O         int64 // data time: the window's order (event.Ord)
+	Actual    uint8
+	Predicted uint8
+	Version   string // the model version that predicted
 }
 
 // shadowSample is a shadow join: a shadow model's label, the outcome and
 // whether the active model agreed on the same record.
 type shadowSample struct {
-	At        int64  `json:"t"`
-	O         int64  `json:"o,omitempty"`
-	Version   string `json:"v"`
-	Actual    uint8  `json:"a"`
-	Predicted uint8  `json:"p"`
+	At        int64
+	O         int64
+	Version   string
+	Actual    uint8
+	Predicted uint8
 	// Agree is 1 when the active model predicted the same label, 0 when it
 	// did not, -1 when the record has no active prediction (dead-lettered).
-	Agree int8 `json:"g"`
+	Agree int8
 }
 
 type latencySample struct {
-	At int64   `json:"t"`
-	O  int64   `json:"o,omitempty"`
-	MS float64 `json:"ms"`
+	At int64
+	O  int64
+	MS float64
 }
 
 type errorSample struct {
-	At  int64 `json:"t"`
-	O   int64 `json:"o,omitempty"`
-	Err bool  `json:"e,omitempty"`
+	At  int64
+	O   int64
+	Err bool
 }
 
 // aggState is everything the fold keeps. Its fields are exported for the
-// checkpoint encoding only (JSON: the pending maps' int64 keys are encoded
-// as strings, which encoding/json handles).
+// checkpoint's gob encoding only.
 type aggState struct {
 	// Positions are the last stream sequence folded in, by input
 	// (predictions, outcomes, deadletter).
@@ -87,9 +86,9 @@ type aggState struct {
 
 	// Per model version: distinct predictions of the active path and of
 	// the shadow path, and the window of shadow joins.
-	PredictionsByVersion map[string]int64 `json:",omitempty"`
-	ShadowByVersion      map[string]int64 `json:",omitempty"`
-	ShadowJoins          []shadowSample   `json:",omitempty"`
+	PredictionsByVersion map[string]int64
+	ShadowByVersion      map[string]int64
+	ShadowJoins          []shadowSample
 }
 
 // aggregator folds events into aggState. It is not safe for

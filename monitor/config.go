@@ -9,8 +9,8 @@ import (
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
-// MaxWindowSize bounds window_size so that the checkpoint of the windows
-// stays far below the 1 MiB default NATS message size.
+// MaxWindowSize bounds window_size, so that evaluating the windows (every
+// evaluation_interval and every /metrics scrape) stays cheap.
 const MaxWindowSize = 10000
 
 // Metric names a rule can watch. Every one is computed over the sliding window.

@@ -207,7 +207,7 @@ type benchReport struct {
 	MonitorJoins     int     `json:"monitor_joins"`
 	MonitorJoinsPerS float64 `json:"monitor_joins_per_s"`
 	// MonitorCPUUSPerJoin is the monitor child's CPU time (user + system,
-	// start-up and ledger reading included) per join: less sensitive to
+	// start-up and final checkpoint included) per join: less sensitive to
 	// the machine's load than joins/s.
 	MonitorCPUUSPerJoin float64 `json:"monitor_cpu_us_per_join"`
 	// MonitorServerCPUUSPerJoin is this process's CPU time (the embedded
