@@ -55,6 +55,12 @@ func maxRSSMB(v int64) float64 {
 // vmHWMMB is a running process's peak RSS from /proc/<pid>/status (Linux),
 // or 0 when it cannot be read.
 func vmHWMMB(pid int) float64 {
+	return float64(int64(float64(procStatusBytes(pid, "VmHWM:"))/(1<<20)*10+0.5)) / 10
+}
+
+// procStatusBytes reads a kB line (VmHWM:, VmRSS:, ...) of
+// /proc/<pid>/status in bytes, or 0 when it cannot be read.
+func procStatusBytes(pid int, key string) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -62,12 +68,12 @@ func vmHWMMB(pid int) float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kib, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
 				return 0
 			}
-			return float64(int64(kib/1024*10+0.5)) / 10
+			return kb << 10
 		}
 	}
 	return 0

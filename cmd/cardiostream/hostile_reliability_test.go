@@ -3,12 +3,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -106,20 +102,4 @@ func waitAcks(t *testing.T, futs []jetstream.PubAckFuture) {
 }
 
 // vmHWM is the peak resident set size of pid, in bytes.
-func vmHWM(t *testing.T, pid int) int64 { return procStatus(pid, "VmHWM:") }
-
-func procStatus(pid int, key string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func vmHWM(t *testing.T, pid int) int64 { return procStatusBytes(pid, "VmHWM:") }
