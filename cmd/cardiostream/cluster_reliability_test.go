@@ -361,39 +361,63 @@ func clusterLastPrediction(js jetstream.JetStream) (p schemas.Prediction, msgs u
 // without the lost node.
 func clusterRecovery(t *testing.T, js jetstream.JetStream, down time.Time) time.Duration {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Like natstest.StreamMessages: a cluster that has just regained a node
+	// can refuse a request for a moment (no responders), so the whole scan
+	// is retried for up to a minute.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		d, found, err := clusterRecoveryScan(js, down)
+		switch {
+		case err == nil && found:
+			return d
+		case err == nil:
+			t.Fatalf("no prediction of a record stored after the loss")
+		case time.Now().After(deadline):
+			t.Fatal(err)
+		}
+		t.Logf("%v; reading again", err)
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// clusterRecoveryScan reads PREDICTIONS from down until the first prediction
+// of a record stored after down; found is false when there is none.
+func clusterRecoveryScan(js jetstream.JetStream, down time.Time) (d time.Duration, found bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var oc jetstream.Consumer
-	natstest.Eventually(t, time.Minute, func() (err error) {
-		oc, err = js.OrderedConsumer(ctx, schemas.StreamPredictions, jetstream.OrderedConsumerConfig{
-			DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &down})
-		return err
-	})
+	oc, err := js.OrderedConsumer(ctx, schemas.StreamPredictions, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &down})
+	if err != nil {
+		return 0, false, fmt.Errorf("ordered consumer on %s: %w", schemas.StreamPredictions, err)
+	}
 	for {
 		batch, err := oc.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return 0, false, fmt.Errorf("fetching from %s: %w", schemas.StreamPredictions, err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
 			var p schemas.Prediction
 			md, err := m.Metadata()
-			if err != nil || json.Unmarshal(m.Data(), &p) != nil {
-				t.Fatalf("prediction: %v", err)
+			if err != nil {
+				return 0, false, err
+			}
+			if err := json.Unmarshal(m.Data(), &p); err != nil {
+				return 0, false, fmt.Errorf("prediction: %w", err)
 			}
 			if p.ReceivedAt.After(down) {
-				return md.Timestamp.Sub(down)
+				return md.Timestamp.Sub(down), true, nil
 			}
 			if md.NumPending == 0 {
-				t.Fatalf("no prediction of a record stored after the loss")
+				return 0, false, nil
 			}
 		}
-		if batch.Error() != nil {
-			t.Fatal(batch.Error())
+		if err := batch.Error(); err != nil {
+			return 0, false, fmt.Errorf("fetching from %s: %w", schemas.StreamPredictions, err)
 		}
 		if n == 0 {
-			t.Fatalf("no prediction of a record stored after the loss")
+			return 0, false, nil
 		}
 	}
 }
