@@ -94,6 +94,12 @@ type ModelRef struct {
 	SHA256  string `json:"sha256"`
 }
 
+// ScorerHeader is the NATS header naming the scorer process that published
+// a prediction, shadow prediction or dead letter (e.g.
+// "cardiostream-scorer@host pid 42"): which of several scorers sharing the
+// consumer made an output. It is not part of the JSON message.
+const ScorerHeader = "Cardiostream-Scorer"
+
 // Prediction is published on <prefix>.predictions.<source> for every valid record.
 type Prediction struct {
 	SchemaVersion int       `json:"schema_version"`

@@ -262,15 +262,15 @@ func (o *outputs) encode(p *schemas.Prediction) ([]byte, error) {
 	return data, err
 }
 
-// msg returns a message with a Nats-Msg-Id header, from the batch's memory
+// msg returns a message with a Nats-Msg-Id header (and s's ScorerHeader), from the batch's memory
 // when there is room.
-func (o *outputs) msg(subject string, data []byte, id string) *nats.Msg {
+func (o *outputs) msg(s *Scorer, subject string, data []byte, id string) *nats.Msg {
 	if o == nil || len(o.msgs) == cap(o.msgs) {
-		return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
+		return &nats.Msg{Subject: subject, Data: data, Header: s.header([]string{id})}
 	}
 	o.ids = append(o.ids, id)
 	k := len(o.ids)
-	o.msgs = append(o.msgs, nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: o.ids[k-1 : k : k]}})
+	o.msgs = append(o.msgs, nats.Msg{Subject: subject, Data: data, Header: s.header(o.ids[k-1 : k : k])})
 	return &o.msgs[len(o.msgs)-1]
 }
 
@@ -331,7 +331,7 @@ func (s *Scorer) outMsgIn(set *modelSet, it *item, o *outputs) (*nats.Msg, error
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", it.kind, err)
 	}
-	return o.msg(subject, data, id), nil
+	return o.msg(s, subject, data, id), nil
 }
 
 // maxCachedSubjects bounds the prediction subjects kept per process: source

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
@@ -29,11 +30,23 @@ type options struct {
 	// intake, when set, is called by the consume handler after each record
 	// was queued for the workers; tests use it to know what is buffered.
 	intake func()
+	// instance, when set, names this scorer in the ScorerHeader of every
+	// output it publishes.
+	instance string
 }
 
 // WithClock sets the clock used for scored_at, latency and dead_lettered_at.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
+}
+
+// WithInstance names this scorer (e.g. "cardiostream-scorer@host pid 42"):
+// every prediction, shadow prediction and dead letter it publishes carries
+// the name in the schemas.ScorerHeader header, so an operator (or a test)
+// can tell which of several scorers sharing the consumer made an output.
+// Empty (the default) adds no header.
+func WithInstance(name string) Option {
+	return func(o *options) { o.instance = name }
 }
 
 // Stats counts what this process did since New.
@@ -74,6 +87,10 @@ type Scorer struct {
 	// dupWindow is the shortest duplicate window of PREDICTIONS and
 	// DEADLETTER (nanoseconds; 0 while unknown), see stored.go.
 	dupWindow atomic.Int64
+
+	// instanceHdr is the ScorerHeader value (WithInstance), nil for none;
+	// shared by every output's header, never modified (cap 1).
+	instanceHdr []string
 
 	errLog  changeLogger
 	batches sync.Pool           // *batch
@@ -124,6 +141,9 @@ func New(cfg Config, js jetstream.JetStream, subjects schemas.Subjects, model Mo
 		cfg: cfg, js: js, pub: pub, subjects: subjects, m: m, now: o.now, opts: o,
 		log:    log.With("component", "scorer", "consumer", cfg.Consumer),
 		budget: semaphore.NewWeighted(maxBufferedBytes),
+	}
+	if o.instance != "" {
+		s.instanceHdr = []string{o.instance}[:1:1]
 	}
 	s.models.Store(set)
 	s.errLog.log = s.log
@@ -291,4 +311,13 @@ func withIntake(f func()) Option {
 // publish acks are awaited.
 func withBeforeSettle(f func(n int)) Option {
 	return func(o *options) { o.beforeSettle = f }
+}
+
+// header is an output's headers: its message id and, with WithInstance, the
+// scorer's name.
+func (s *Scorer) header(id []string) nats.Header {
+	if s.instanceHdr == nil {
+		return nats.Header{jetstream.MsgIDHeader: id}
+	}
+	return nats.Header{jetstream.MsgIDHeader: id, schemas.ScorerHeader: s.instanceHdr}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // scoreShadow scores every record of b headed for a prediction with the
@@ -62,7 +61,7 @@ func (s *Scorer) shadowMsg(set *modelSet, it *item) (*nats.Msg, error) {
 	}
 	id := "shadow/" + set.shadowRef.Version + "/" + it.source + "/" + it.rec.ID
 	return &nats.Msg{Subject: s.subjects.ShadowPrediction(it.source), Data: data,
-		Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}, nil
+		Header: s.header([]string{id})}, nil
 }
 
 // settleShadow waits, within the batch's deadline, for the shadow

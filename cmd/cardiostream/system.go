@@ -112,12 +112,14 @@ func newSystem(ctx context.Context, cfg *config.Config, nc *nats.Conn, js jetstr
 		if err != nil {
 			return nil, err
 		}
-		f, err := newModelFollower(rg, js, scorerModel{m}, scorerActor(nc.Opts.Name), reg, log)
+		actor := scorerActor(nc.Opts.Name)
+		f, err := newModelFollower(rg, js, scorerModel{m}, actor, reg, log)
 		if err != nil {
 			return nil, err
 		}
 		active, shadow := f.initial(ctx)
-		sc, err := scorer.New(cfg.Scorer, js, subjects, active, reg, log)
+		// The same name in audit entries and on every output (ScorerHeader).
+		sc, err := scorer.New(cfg.Scorer, js, subjects, active, reg, log, scorer.WithInstance(actor))
 		if err != nil {
 			return nil, fmt.Errorf("creating scorer: %w", err)
 		}
