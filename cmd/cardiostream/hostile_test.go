@@ -553,6 +553,13 @@ type process struct {
 // waits until /readyz answers 200.
 func startProcess(t *testing.T, role string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, nil, role, args...)
+}
+
+// startProcessEnv is startProcess with extra environment variables (later
+// ones win over testEnviron's, e.g. DEPLOYMENT_ENV=production).
+func startProcessEnv(t *testing.T, env []string, role string, args ...string) *process {
+	t.Helper()
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	p := &process{stderr: &syncBuffer{}, exited: make(chan error, 1),
 		natsURL: "nats://" + natsAddr, metricsAddr: fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))}
@@ -561,7 +568,7 @@ func startProcess(t *testing.T, role string, args ...string) *process {
 		args = append(args, "--nats-listen", natsAddr)
 	}
 	p.cmd = exec.Command(os.Args[0], args...)
-	p.cmd.Env = append(testEnviron(), "CARDIOSTREAM_TEST_RUN_MAIN=1")
+	p.cmd.Env = append(testEnviron(env...), "CARDIOSTREAM_TEST_RUN_MAIN=1")
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
