@@ -191,13 +191,17 @@ func TestSetModelsSwapUnderLoad(t *testing.T) {
 			swap(v1, v2)
 			swap(v2, v3)
 			pub.Wait()
+			// At least n: a record redelivered (its ack wait expired on a
+			// slow machine, e.g. under -race) is scored again and counted
+			// again; exactly one prediction per record is checked on the
+			// stream below.
 			natstest.Eventually(t, 60*time.Second, func() error {
-				if got := r.s.Stats().Scored; got != n {
+				if got := r.s.Stats().Scored; got < n {
 					return fmt.Errorf("scored %d of %d", got, n)
 				}
 				return nil
 			})
-			e.settled(t, 10*time.Second)
+			e.settled(t, 30*time.Second)
 
 			main, shadow := readPredictions(t, e)
 			if len(shadow) != 0 {
