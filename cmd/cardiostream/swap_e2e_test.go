@@ -120,6 +120,7 @@ type switchFigures struct {
 	// of the last first-delivery prediction by the old version and of the
 	// first by the new one.
 	lastOldMS, firstNewMS float64
+	oldAfter              int // first-delivery predictions by the old version scored after changed_at
 }
 
 // runHotSwap: records flow, unpaced, through load.scorers scorer processes
@@ -175,13 +176,23 @@ func runHotSwap(t *testing.T, load hotSwapLoad) {
 	}
 	// Records stored but not yet acked: waiting on the server, or delivered
 	// and waiting in a scorer's buffers (up to max_ack_pending, 10,000).
+	type sample struct {
+		at       time.Time
+		unscored int
+	}
+	var samplesMu sync.Mutex
+	var samples []sample // every unscored() answer, to tell a stop of the scorers with records waiting from one without
 	unscored := func() int {
 		info, err := consumer.Info(ctx)
 		if err != nil {
 			t.Errorf("consumer info: %v", err)
 			return 0
 		}
-		return int(info.NumPending) + info.NumAckPending
+		n := int(info.NumPending) + info.NumAckPending
+		samplesMu.Lock()
+		samples = append(samples, sample{time.Now(), n})
+		samplesMu.Unlock()
+		return n
 	}
 	stored := func() int { // predictions in PREDICTIONS
 		s, err := js.Stream(ctx, schemas.StreamPredictions)
@@ -327,7 +338,9 @@ func runHotSwap(t *testing.T, load hotSwapLoad) {
 		perScorer[p.scorer] = append(perScorer[p.scorer], p)
 	}
 	act1, rb1 := make([]switchFigures, len(procs)), make([]switchFigures, len(procs))
-	var runLens, maxGaps []string
+	var runLens []string
+	stalls := make([]time.Duration, len(procs))
+	var stopInfo []string // per scorer: its longest stop, when it began, records unscored during it (-1: not sampled)
 	for i, ps := range perScorer {
 		sort.SliceStable(ps, func(a, b int) bool { return ps[a].ScoredAt.Before(ps[b].ScoredAt) })
 		var runs []string
@@ -353,23 +366,55 @@ func runHotSwap(t *testing.T, load hotSwapLoad) {
 		act1[i] = switchFigures{metricMS: activateMetric[i], lastOldMS: ms(lastOld.ScoredAt, act.Pointer.ChangedAt), firstNewMS: ms(firstNew.ScoredAt, act.Pointer.ChangedAt)}
 		rb1[i] = switchFigures{metricMS: rollbackMetric[i], lastOldMS: ms(lastNew.ScoredAt, rb.Pointer.ChangedAt), firstNewMS: ms(firstBack.ScoredAt, rb.Pointer.ChangedAt)}
 		runLens = append(runLens, fmt.Sprintf("%d/%d/%d", lens[0], lens[1], lens[2]))
-		// The longest pause between two of the scorer's predictions: on a
-		// shared, noisy machine the from-outputs figures include pauses
-		// that have nothing to do with the swap; this shows their size.
-		var gap time.Duration
-		for j := 1; j < len(ps); j++ {
-			gap = max(gap, ps[j].ScoredAt.Sub(ps[j-1].ScoredAt))
+		// The longest pause between two of the scorer's predictions outside
+		// the two switches (from changed_at to its first prediction by the
+		// new version): how long the shared, noisy machine stopped this
+		// scorer for reasons that have nothing to do with a swap.
+		var stall time.Duration
+		inSwitch := func(a, b time.Time) bool {
+			return !b.Before(act.Pointer.ChangedAt) && !a.After(firstNew.ScoredAt) || !b.Before(rb.Pointer.ChangedAt) && !a.After(firstBack.ScoredAt)
 		}
-		maxGaps = append(maxGaps, fmt.Sprintf("%.1f", float64(gap.Microseconds())/1000))
+		var stallAt time.Time
+		for j := 1; j < len(ps); j++ {
+			if d := ps[j].ScoredAt.Sub(ps[j-1].ScoredAt); d > stall && !inSwitch(ps[j-1].ScoredAt, ps[j].ScoredAt) {
+				stall, stallAt = d, ps[j-1].ScoredAt
+			}
+		}
+		stalls[i] = stall
+		// Records waiting during the stop (the last sample before it ended).
+		waitingInStop := -1
+		samplesMu.Lock()
+		for _, sm := range samples {
+			if sm.at.After(stallAt) && sm.at.Before(stallAt.Add(stall)) {
+				waitingInStop = sm.unscored
+			}
+		}
+		samplesMu.Unlock()
+		stopInfo = append(stopInfo, fmt.Sprintf("%.1f@%.1fs/unscored=%d", float64(stall.Microseconds())/1000, stallAt.Sub(began).Seconds(), waitingInStop))
+		// Predictions by the old version scored after changed_at: the
+		// batch in flight, and what was scored before the change was seen.
+		for _, p := range ps[:starts[1]] {
+			if p.ScoredAt.After(act.Pointer.ChangedAt) {
+				act1[i].oldAfter++
+			}
+		}
+		for _, p := range ps[starts[1]:starts[2]] {
+			if p.ScoredAt.After(rb.Pointer.ChangedAt) {
+				rb1[i].oldAfter++
+			}
+		}
 	}
 	// A sanity bound, not a performance assertion: the promise is 1 s; a
 	// watcher that polled, or a swap that waited for an idle scorer (there
 	// is none here: a backlog waits all along), would take far longer.
-	// A negative last_old figure means the scorer's last prediction by the
-	// old version was made before the pointer changed.
-	// Under -race the child processes run 5-10 times slower (a scorer
-	// was seen pausing 3 s between two predictions), so the bound is
-	// scaled there; it still catches a scorer that never switches.
+	// The machine is shared (up to 8 test runs on 2 cores): a scorer was
+	// seen stopped for 5 s between two predictions, nowhere near a swap.
+	// A switch measured across such a stop includes it, so each scorer's
+	// bound is 5 s plus its own longest stop outside the switches. Under
+	// -race the child processes run 5-10 times slower, and the bound is
+	// scaled; it still catches a scorer that never switches. A negative
+	// last_old figure: the scorer's last prediction by the old version was
+	// made before the pointer changed.
 	switchBound := 5 * time.Second
 	if raceBuild {
 		switchBound *= 6
@@ -377,17 +422,19 @@ func runHotSwap(t *testing.T, load hotSwapLoad) {
 	fig := func(name string, fs []switchFigures) string {
 		var b strings.Builder
 		for i, f := range fs {
+			bound := switchBound + stalls[i]
 			for _, v := range []float64{f.metricMS, f.lastOldMS, f.firstNewMS} {
-				if v > float64(switchBound.Milliseconds()) {
-					t.Errorf("scorer %d: %s switch %+v ms exceeds the %s sanity bound (promise: 1 s)", i, name, f, switchBound)
+				if v > float64(bound.Milliseconds()) {
+					t.Errorf("scorer %d: %s switch %+v ms exceeds the sanity bound %s (5 s + the scorer's longest stop elsewhere, %s; promise: 1 s)", i, name, f, bound, stalls[i])
 				}
 			}
-			fmt.Fprintf(&b, " %s_s%d_metric_ms=%.1f %s_s%d_last_old_ms=%.1f %s_s%d_first_new_ms=%.1f", name, i, f.metricMS, name, i, f.lastOldMS, name, i, f.firstNewMS)
+			fmt.Fprintf(&b, " %s_s%d_metric_ms=%.1f %s_s%d_last_old_ms=%.1f %s_s%d_first_new_ms=%.1f %s_s%d_old_after_change=%d",
+				name, i, f.metricMS, name, i, f.lastOldMS, name, i, f.firstNewMS, name, i, f.oldAfter)
 		}
 		return b.String()
 	}
-	t.Logf("FIGURE %s records=%d scorers=%d runs_per_scorer=%s max_gap_ms_per_scorer=%s redelivered=%d backlog_at_activate=%d backlog_at_rollback=%d records_per_s=%.0f elapsed_s=%.1f%s%s",
-		t.Name(), n, len(procs), strings.Join(runLens, ","), strings.Join(maxGaps, ","), redelivered, backlogAtActivate, backlogAtRollback, float64(n)/elapsed.Seconds(), elapsed.Seconds(),
+	t.Logf("FIGURE %s records=%d scorers=%d runs_per_scorer=%s longest_stop_per_scorer=%s redelivered=%d backlog_at_activate=%d backlog_at_rollback=%d records_per_s=%.0f elapsed_s=%.1f%s%s",
+		t.Name(), n, len(procs), strings.Join(runLens, ","), strings.Join(stopInfo, ","), redelivered, backlogAtActivate, backlogAtRollback, float64(n)/elapsed.Seconds(), elapsed.Seconds(),
 		fig("activate", act1), fig("rollback", rb1))
 }
 
