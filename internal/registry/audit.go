@@ -71,8 +71,7 @@ func (r *Registry) History(ctx context.Context, limit int) ([]schemas.AuditEntry
 		n, done := uint64(0), false
 		for m := range batch.Messages() {
 			n++
-			var e schemas.AuditEntry
-			if err := json.Unmarshal(m.Data(), &e); err != nil {
+			if e, err := decodeAuditEntry(m.Data()); err != nil {
 				// Any NATS client may publish here; skip what is not an entry.
 				r.log.Warn("skipping an audit message that is not an entry", "subject", m.Subject(), "err", err)
 			} else {
@@ -94,4 +93,14 @@ func (r *Registry) History(ctx context.Context, limit int) ([]schemas.AuditEntry
 		remaining -= n
 	}
 	return out, nil
+}
+
+// decodeAuditEntry decodes one AUDIT message. Any NATS client may publish
+// there: errors quote no more than a clipped prefix of the message.
+func decodeAuditEntry(data []byte) (schemas.AuditEntry, error) {
+	var e schemas.AuditEntry
+	if err := json.Unmarshal(data, &e); err != nil {
+		return schemas.AuditEntry{}, fmt.Errorf("not an audit entry: %s", schemas.ErrorDetail(err))
+	}
+	return e, nil
 }

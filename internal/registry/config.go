@@ -81,7 +81,7 @@ var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$`)
 // ValidVersion reports whether v can name a version.
 func ValidVersion(v string) error {
 	if !versionRE.MatchString(v) || v[len(v)-1] == '.' || containsDoubleDot(v) {
-		return fmt.Errorf("%w: %q must be 1-64 letters, digits, '.', '_' or '-', start with a letter or digit, and have no empty dot-separated part (e.g. 1.1.0)", ErrInvalidVersion, v)
+		return fmt.Errorf("%w: %s must be 1-64 letters, digits, '.', '_' or '-', start with a letter or digit, and have no empty dot-separated part (e.g. 1.1.0)", ErrInvalidVersion, schemas.Quote(v))
 	}
 	return nil
 }

@@ -52,12 +52,9 @@ func ReadArtifact(path string) (*LocalArtifact, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading manifest: %v", ErrInvalidArtifact, err)
 	}
-	var m model.Manifest
-	if err := json.Unmarshal(man, &m); err != nil {
-		return nil, fmt.Errorf("%w: %s is not a valid manifest: %v", ErrInvalidArtifact, manifestPath, err)
-	}
-	if m.ModelFile == "" || filepath.Base(m.ModelFile) != m.ModelFile {
-		return nil, fmt.Errorf("%w: %s: model_file %q must be a plain file name", ErrInvalidArtifact, manifestPath, m.ModelFile)
+	m, err := parseArtifactManifest(manifestPath, man)
+	if err != nil {
+		return nil, err
 	}
 	a := &LocalArtifact{Manifest: man}
 	if a.Model, err = read(filepath.Join(dir, m.ModelFile)); err != nil {
@@ -76,6 +73,41 @@ func ReadArtifact(path string) (*LocalArtifact, error) {
 		}
 	}
 	return a, nil
+}
+
+// parseArtifactManifest decodes the manifest read from manifestPath far
+// enough to find the artifact's other files: model_file must be a plain file
+// name. Errors wrap ErrInvalidArtifact and quote only clipped values.
+func parseArtifactManifest(manifestPath string, data []byte) (model.Manifest, error) {
+	var m model.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return model.Manifest{}, fmt.Errorf("%w: %s is not a valid manifest: %s", ErrInvalidArtifact, manifestPath, schemas.ErrorDetail(err))
+	}
+	if m.ModelFile == "" || m.ModelFile == "." || m.ModelFile == ".." || filepath.Base(m.ModelFile) != m.ModelFile {
+		return model.Manifest{}, fmt.Errorf("%w: %s: model_file %s must be a plain file name", ErrInvalidArtifact, manifestPath, schemas.Quote(m.ModelFile))
+	}
+	return m, nil
+}
+
+// checkManifest decodes a's manifest for a push under version: the manifest
+// must name the same version and the model file's sha256. It returns the
+// manifest and the model's sha256. Errors wrap ErrInvalidArtifact and quote
+// only clipped values.
+func checkManifest(a *LocalArtifact, version string) (model.Manifest, string, error) {
+	var man model.Manifest
+	if err := json.Unmarshal(a.Manifest, &man); err != nil {
+		return model.Manifest{}, "", fmt.Errorf("%w: manifest.json is not valid JSON: %s", ErrInvalidArtifact, schemas.ErrorDetail(err))
+	}
+	if man.Version != version {
+		v := schemas.Quote(man.Version)
+		return model.Manifest{}, "", fmt.Errorf("%w: --version %s but the manifest says version %s; predictions name the manifest's version, so they must agree (retrain or pass --version %s)",
+			ErrInvalidArtifact, version, v, v)
+	}
+	modelSHA := sha(a.Model)
+	if !strings.EqualFold(modelSHA, man.ModelSHA256) {
+		return model.Manifest{}, "", fmt.Errorf("%w: the model file's sha256 is %s but the manifest says %s", ErrInvalidArtifact, modelSHA, schemas.Quote(man.ModelSHA256))
+	}
+	return man, modelSHA, nil
 }
 
 // PushOptions describe one push.
@@ -111,17 +143,9 @@ func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions)
 	if err := ValidVersion(opts.Version); err != nil {
 		return nil, err
 	}
-	var man model.Manifest
-	if err := json.Unmarshal(a.Manifest, &man); err != nil {
-		return nil, fmt.Errorf("%w: manifest.json is not valid JSON: %v", ErrInvalidArtifact, err)
-	}
-	if man.Version != opts.Version {
-		return nil, fmt.Errorf("%w: --version %s but the manifest says version %q; predictions name the manifest's version, so they must agree (retrain or pass --version %s)",
-			ErrInvalidArtifact, opts.Version, man.Version, man.Version)
-	}
-	modelSHA := sha(a.Model)
-	if !strings.EqualFold(modelSHA, man.ModelSHA256) {
-		return nil, fmt.Errorf("%w: the model file's sha256 is %s but the manifest says %s", ErrInvalidArtifact, modelSHA, man.ModelSHA256)
+	man, modelSHA, err := checkManifest(a, opts.Version)
+	if err != nil {
+		return nil, err
 	}
 	files := map[string][]byte{FileModel: a.Model, FileManifest: a.Manifest}
 	if a.Golden != nil {

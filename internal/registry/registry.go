@@ -226,11 +226,22 @@ func (r *Registry) metadata(ctx context.Context, version string) (*Metadata, uin
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading version %s: %w", version, err)
 	}
-	var md Metadata
-	if err := json.Unmarshal(e.Value(), &md); err != nil {
-		return nil, 0, fmt.Errorf("%w: version %s metadata is not valid JSON: %v", ErrTampered, version, err)
+	md, err := decodeMetadata(version, e.Value())
+	if err != nil {
+		return nil, 0, err
 	}
-	return &md, e.Revision(), nil
+	return md, e.Revision(), nil
+}
+
+// decodeMetadata decodes the value of versions.<version>. Anyone with write
+// access to the bucket can put anything there: errors wrap ErrTampered and
+// quote no more than a clipped prefix of the value.
+func decodeMetadata(version string, data []byte) (*Metadata, error) {
+	var md Metadata
+	if err := json.Unmarshal(data, &md); err != nil {
+		return nil, fmt.Errorf("%w: version %s metadata is not valid JSON: %s", ErrTampered, version, schemas.ErrorDetail(err))
+	}
+	return &md, nil
 }
 
 // pointer reads a pointer key; nil when unset or deleted.
@@ -252,7 +263,7 @@ func decodePointer(e jetstream.KeyValueEntry) (*Pointer, error) {
 	}
 	var p Pointer
 	if err := json.Unmarshal(e.Value(), &p); err != nil {
-		return nil, fmt.Errorf("pointer %s (revision %d) is not valid JSON: %w", e.Key(), e.Revision(), err)
+		return nil, fmt.Errorf("pointer %s (revision %d) is not valid JSON: %s", e.Key(), e.Revision(), schemas.ErrorDetail(err))
 	}
 	return &p, nil
 }

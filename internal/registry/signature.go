@@ -111,6 +111,15 @@ func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading signing key: %w", err)
 	}
+	return parsePrivateKey(path, data)
+}
+
+// parsePrivateKey decodes the contents of the signing key file path (see
+// ReadPrivateKey). A 64-byte key must hold the public key of its seed:
+// ed25519 signs with the public half as given, so a key whose halves
+// disagree makes signatures that verify against no key, and signing with a
+// mismatched public half can reveal the seed.
+func parsePrivateKey(path string, data []byte) (ed25519.PrivateKey, error) {
 	s := strings.TrimSpace(string(data))
 	if strings.HasPrefix(s, "-----BEGIN") {
 		blk, _ := pem.Decode([]byte(s))
@@ -132,6 +141,9 @@ func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	case err == nil && len(raw) == ed25519.SeedSize:
 		return ed25519.NewKeyFromSeed(raw), nil
 	case err == nil && len(raw) == ed25519.PrivateKeySize:
+		if !ed25519.NewKeyFromSeed(raw[:ed25519.SeedSize]).Equal(ed25519.PrivateKey(raw)) {
+			return nil, fmt.Errorf("signing key %s: the 64-byte key's public half is not the public key of its seed", path)
+		}
 		return ed25519.PrivateKey(raw), nil
 	}
 	return nil, fmt.Errorf("signing key %s: want a PEM PKCS #8 ed25519 key or base64 of a 32-byte seed", path)
