@@ -10,6 +10,8 @@ import (
 	"math"
 	"path"
 	"strconv"
+
+	"github.com/cardiostream/cardiostream/schemas"
 )
 
 // ParityTolerance is the largest accepted |Go − XGBoost| probability
@@ -59,7 +61,7 @@ func (m *Model) CheckGolden(fsys fs.FS, dir string) (ParityReport, error) {
 	want := append(schemaNames(), "probability")
 	for i := range want {
 		if header[i] != want[i] {
-			return rep, fmt.Errorf("%w: %s column %d is %q, want %q; regenerate it with training/train.py", ErrGolden, name, i+1, header[i], want[i])
+			return rep, fmt.Errorf("%w: %s column %d is %s, want %q; regenerate it with training/train.py", ErrGolden, name, i+1, schemas.Quote(header[i]), want[i])
 		}
 	}
 	var row [NumFeatures]float64
@@ -73,12 +75,12 @@ func (m *Model) CheckGolden(fsys fs.FS, dir string) (ParityReport, error) {
 		}
 		for i := range row {
 			if row[i], err = parseCell(rec[i]); err != nil {
-				return rep, fmt.Errorf("%w: %s line %d column %s: %v", ErrGolden, name, line, want[i], err)
+				return rep, fmt.Errorf("%w: %s line %d column %s: %s is not a number (empty or NaN for a missing value)", ErrGolden, name, line, want[i], schemas.Quote(rec[i]))
 			}
 		}
 		wantP, err := strconv.ParseFloat(rec[NumFeatures], 64)
 		if err != nil || math.IsNaN(wantP) || wantP < 0 || wantP > 1 {
-			return rep, fmt.Errorf("%w: %s line %d: probability %q is not in [0, 1]", ErrGolden, name, line, rec[NumFeatures])
+			return rep, fmt.Errorf("%w: %s line %d: probability %s is not in [0, 1]", ErrGolden, name, line, schemas.Quote(rec[NumFeatures]))
 		}
 		d := math.Abs(m.Predict(&row) - wantP)
 		if math.IsNaN(d) {
