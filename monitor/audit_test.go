@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +72,60 @@ func TestArtifactRefusedRaisesAlert(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d firing artifact_refused alerts after a new refusal, want 2", n)
+	}
+}
+
+// TestHostileAuditEntries: any client may publish to AUDIT. A refusal whose
+// body lies about its subject raises nothing; one dated past the year 9999
+// (which JSON cannot encode) and one with a ~1 MB reason (which, copied into
+// an alert, made an ALERTS message past the payload limit) each raise one
+// bounded alert instead of being redelivered forever. Found by
+// FuzzAuditEntry; the outcome is read from ALERTS and the audit consumer.
+func TestHostileAuditEntries(t *testing.T) {
+	h := newHarness(t)
+	clock := newFakeClock()
+	r := h.start(testConfig(), clock)
+	publishRaw := func(action, body string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := h.js.Publish(ctx, h.subjects.Audit(action), []byte(body)); err != nil {
+			t.Fatalf("publishing to %s: %v", h.subjects.Audit(action), err)
+		}
+	}
+	refusals := func() []schemas.Alert {
+		var out []schemas.Alert
+		for _, a := range h.alerts() {
+			if a.Rule == RuleArtifactRefused {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	at := clock.Now().UTC().Format(time.RFC3339)
+
+	publishRaw(schemas.AuditActivate, `{"action":"artifact_refused","actor":"forger","at":"`+at+`"}`)
+	h.settle(r)
+	if got := refusals(); len(got) != 0 {
+		t.Fatalf("an activate-subject entry whose body says artifact_refused raised %+v", got)
+	}
+
+	publishRaw(schemas.AuditArtifactRefused, `{"action":"artifact_refused","actor":"future","at":"9999-12-31T23:59:59-23:59"}`)
+	h.settle(r)
+	got := refusals()
+	if len(got) != 1 || got[0].Status != schemas.AlertFiring || got[0].StartsAt.After(got[0].At) || !strings.Contains(got[0].Summary, "future") {
+		t.Fatalf("after a refusal dated 10000-01-01 UTC: %+v, want one firing alert starting now", got)
+	}
+
+	publishRaw(schemas.AuditRollback, `{"action":"rollback","actor":"ana","to_version":"1.0.0","at":"`+at+`"}`)
+	big := strings.Repeat("r", 1<<20-300)
+	publishRaw(schemas.AuditArtifactRefused, `{"action":"artifact_refused","actor":"big","at":"`+at+`","reason":"`+big+`"}`)
+	h.settle(r)
+	got = refusals()
+	if len(got) != 3 || got[1].Status != schemas.AlertResolved || got[2].Status != schemas.AlertFiring || !strings.Contains(got[2].Summary, "big") {
+		t.Fatalf("after a rollback and a refusal with a ~1 MB reason: %d alerts %+v, want firing, resolved, firing", len(got), got)
+	}
+	if n := len(got[2].Summary); n > maxAlertSummary {
+		t.Fatalf("the alert of a ~1 MB reason has a %d-byte summary, want at most %d", n, maxAlertSummary)
 	}
 }
