@@ -142,6 +142,10 @@ func TestModelCompare(t *testing.T) {
 			}
 		}
 	}
+	// A forged prediction no scorer could have written (a probability of 5,
+	// a label of 7) for r-10, which has the shadow's prediction and an
+	// outcome but none of 1.0.0: not counted (FuzzDecodeComparedPrediction).
+	pub(subjects.Predictions("clinic"), "", json.RawMessage(`{"record_id":"r-10","source":"clinic","probability":5,"label":7,"model":{"version":"1.0.0"}}`))
 	url := ns.ClientURL()
 	code, stdout, stderr := runCmd(t, testEnviron(), "model", "compare", "1.0.0", "1.1.0", "--nats-url", url, "--json")
 	if code != 0 {

@@ -137,17 +137,16 @@ type scored struct {
 func compareVersions(ctx context.Context, js jetstream.JetStream, subjects schemas.Subjects, a, b string) (comparison, error) {
 	preds := map[string]map[recKey]scored{a: {}, b: {}}
 	err := readStream(ctx, js, schemas.StreamPredictions, subjects.AllPredictions(), func(m jetstream.Msg) {
-		var p schemas.Prediction
-		if json.Unmarshal(m.Data(), &p) != nil || p.RecordID == "" {
-			return
-		}
-		byRec, ok := preds[p.Model.Version]
+		version, k, sc, ok := decodeComparedPrediction(m.Data())
 		if !ok {
 			return
 		}
-		k := recKey{p.Source, p.RecordID}
+		byRec, ok := preds[version]
+		if !ok {
+			return
+		}
 		if _, dup := byRec[k]; !dup { // the first stored prediction counts, as for the monitor
-			byRec[k] = scored{prob: p.Probability, label: p.Label}
+			byRec[k] = sc
 		}
 	})
 	if err != nil {
@@ -171,6 +170,22 @@ func compareVersions(ctx context.Context, js jetstream.JetStream, subjects schem
 		return comparison{}, err
 	}
 	return compare(a, b, preds[a], preds[b], outcomes), nil
+}
+
+// decodeComparedPrediction reads what `model compare` needs from a
+// PREDICTIONS message: the model version, the record (source and id) and
+// the score. Anyone who may publish to PREDICTIONS can write there, so only
+// a prediction a scorer could have written counts (ok): a valid source and
+// record id, a label of 0 or 1 and a probability in [0, 1]; a label of 7 or
+// a probability of 1e300 would otherwise skew every metric of the
+// comparison.
+func decodeComparedPrediction(data []byte) (version string, k recKey, s scored, ok bool) {
+	var p schemas.Prediction
+	if json.Unmarshal(data, &p) != nil || !schemas.ValidID(p.RecordID) || !schemas.ValidSource(p.Source) ||
+		p.Model.Version == "" || (p.Label != 0 && p.Label != 1) || !(p.Probability >= 0 && p.Probability <= 1) {
+		return "", recKey{}, scored{}, false
+	}
+	return p.Model.Version, recKey{p.Source, p.RecordID}, scored{prob: p.Probability, label: p.Label}, true
 }
 
 // compare joins the two versions' predictions with the outcomes and scores
