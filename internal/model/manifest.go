@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"math"
 	"path"
+
+	"github.com/cardiostream/cardiostream/schemas"
 )
 
 // ManifestFile is the manifest's file name inside an artifact directory.
@@ -65,21 +67,21 @@ func (m *Manifest) validate(wantFeatures []string) error {
 		return fmt.Errorf("%w: field threshold is %v; it must be in (0, 1)", ErrManifest, m.Threshold)
 	}
 	if m.Objective != objectiveLogistic {
-		return fmt.Errorf("%w: manifest objective is %q; only %q is supported", ErrUnsupportedObjective, m.Objective, objectiveLogistic)
+		return fmt.Errorf("%w: manifest objective is %s; only %q is supported", ErrUnsupportedObjective, schemas.Quote(m.Objective), objectiveLogistic)
 	}
 	if m.Booster != "" && m.Booster != boosterGBTree {
-		return fmt.Errorf("%w: manifest booster is %q; only %q is supported", ErrUnsupportedBooster, m.Booster, boosterGBTree)
+		return fmt.Errorf("%w: manifest booster is %s; only %q is supported", ErrUnsupportedBooster, schemas.Quote(m.Booster), boosterGBTree)
 	}
 	if err := sameNames("manifest feature_names", m.FeatureNames, wantFeatures); err != nil {
 		return err
 	}
 	for _, f := range []struct{ field, name string }{{"model_file", m.ModelFile}, {"golden_file", m.golden()}} {
 		if f.name == "" || !fs.ValidPath(f.name) || path.Base(f.name) != f.name || f.name == "." {
-			return fmt.Errorf("%w: field %s is %q; it must be a plain file name inside the artifact directory", ErrManifest, f.field, f.name)
+			return fmt.Errorf("%w: field %s is %s; it must be a plain file name inside the artifact directory", ErrManifest, f.field, schemas.Quote(f.name))
 		}
 	}
 	if b, err := hex.DecodeString(m.ModelSHA256); err != nil || len(b) != 32 {
-		return fmt.Errorf("%w: field model_sha256 is %q; it must be 64 hex digits (sha256sum of the model file)", ErrManifest, m.ModelSHA256)
+		return fmt.Errorf("%w: field model_sha256 is %s; it must be 64 hex digits (sha256sum of the model file)", ErrManifest, schemas.Quote(m.ModelSHA256))
 	}
 	return nil
 }
@@ -91,7 +93,7 @@ func sameNames(what string, got, want []string) error {
 	}
 	for i := range want {
 		if got[i] != want[i] {
-			return fmt.Errorf("%w: %s[%d] is %q, the schema expects %q (order matters); retrain with the schema's feature order", ErrFeatureMismatch, what, i, got[i], want[i])
+			return fmt.Errorf("%w: %s[%d] is %s, the schema expects %q (order matters); retrain with the schema's feature order", ErrFeatureMismatch, what, i, schemas.Quote(got[i]), want[i])
 		}
 	}
 	return nil

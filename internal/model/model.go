@@ -78,7 +78,7 @@ func loadDir(fsys fs.FS, dir, manifestName string) (*Model, error) {
 	}
 	var man Manifest
 	if err := json.Unmarshal(raw, &man); err != nil {
-		return nil, fmt.Errorf("%w: %s is not valid JSON: %v", ErrManifest, mpath, err)
+		return nil, fmt.Errorf("%w: %s is not valid JSON: %s", ErrManifest, mpath, schemas.ErrorDetail(err))
 	}
 	if man.ModelFile == "" && strings.Contains(string(raw), `"learner"`) {
 		return nil, fmt.Errorf("%w: %s is an XGBoost model, not a manifest; pass the artifact directory or its manifest.json", ErrManifest, mpath)
@@ -91,9 +91,9 @@ func loadDir(fsys fs.FS, dir, manifestName string) (*Model, error) {
 	data, err := readLimited(fsys, modelPath, MaxModelBytes)
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
-			return nil, fmt.Errorf("%w: %s: %v", ErrFormat, modelPath, err)
+			return nil, fmt.Errorf("%w: %s: %s", ErrFormat, schemas.Clip(modelPath, schemas.MaxErrorDetail), schemas.ErrorDetail(err))
 		}
-		return nil, fmt.Errorf("%w: reading model file %s: %v", ErrManifest, modelPath, err)
+		return nil, fmt.Errorf("%w: reading model file %s: %s", ErrManifest, schemas.Clip(modelPath, schemas.MaxErrorDetail), schemas.ErrorDetail(err))
 	}
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); !strings.EqualFold(got, man.ModelSHA256) {

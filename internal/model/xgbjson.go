@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/cardiostream/cardiostream/schemas"
 )
 
 const (
@@ -125,7 +127,7 @@ func decodeXGBoostJSON(data []byte, wantFeatures []string) (*checkedModel, error
 		if errors.As(err, &syn) && syn.Offset >= int64(len(bytes.TrimRight(data, " \t\r\n"))) {
 			return nil, fmt.Errorf("%w: the JSON ends early (truncated file?): %v; re-copy or re-export the model", ErrFormat, err)
 		}
-		return nil, fmt.Errorf("%w: not an XGBoost JSON model: %v", ErrFormat, err)
+		return nil, fmt.Errorf("%w: not an XGBoost JSON model: %s", ErrFormat, schemas.ErrorDetail(err))
 	}
 	return checkModel(&f, wantFeatures)
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/model"
 	"github.com/cardiostream/cardiostream/models"
 	"github.com/cardiostream/cardiostream/schemas"
 )
@@ -363,6 +365,52 @@ func FuzzParsePrivateKey(f *testing.F) {
 		sig := Sign(k, "1.0.0", map[string]string{FileModel: strings.Repeat("ab", 32)})
 		if err := verifySignature([]ed25519.PublicKey{pub}, "1.0.0", map[string]string{FileModel: strings.Repeat("ab", 32)}, sig); err != nil {
 			t.Fatalf("a push signed with an accepted key fails verification: %v", err)
+		}
+	})
+}
+
+// FuzzArtifactLoad: the manifest of a fetched artifact (its sha256 matched
+// the registry's metadata, which only a signature ties to the pusher) next
+// to the bundled model and golden file: Load either returns the model the
+// registry names (its version and sha256) or refuses with one of the
+// sentinels, with a bounded error.
+func FuzzArtifactLoad(f *testing.F) {
+	read := func(name string) []byte {
+		b, err := fs.ReadFile(models.Default(), "heart-xgb/"+name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	modelBytes, golden, man := read("model.json"), read("golden.csv"), bundledManifest(f)
+	f.Add(man)
+	for _, edit := range [][2]string{
+		{`"1.0.0"`, `"1.1.0"`}, {`"1.0.0"`, `"` + strings.Repeat("v", 3000) + `"`},
+		{`"model.json"`, `"manifest.json"`}, {`"model.json"`, `"../model.json"`}, {`"model.json"`, `"golden.csv"`},
+		{`"model_file"`, `"golden_file":"model.json","model_file"`}, {`"model_file"`, `"golden_file":"manifest.json","model_file"`},
+		{`"threshold": 0.5`, `"threshold": NaN`}, {`"threshold": 0.5`, `"threshold": 1e999`}, {`"threshold": 0.5`, `"threshold": "0.5"`},
+		{`"15c11c`, `"` + strings.Repeat("f", 3000)},
+	} {
+		f.Add(bytes.Replace(man, []byte(edit[0]), []byte(edit[1]), 1))
+	}
+	addHostile(f)
+	sentinels := []error{ErrTampered, model.ErrManifest, model.ErrChecksum, model.ErrFormat, model.ErrFeatureMismatch,
+		model.ErrUnsupportedBooster, model.ErrUnsupportedObjective, model.ErrCategorical}
+	f.Fuzz(func(t *testing.T, manifest []byte) {
+		a := &Artifact{Version: "1.0.0", SHA256: sha(modelBytes), Model: modelBytes, Manifest: manifest, Golden: golden}
+		m, err := a.Load()
+		if err != nil {
+			if !slices.ContainsFunc(sentinels, func(s error) bool { return errors.Is(err, s) }) {
+				t.Fatalf("error wraps no sentinel: %v", err)
+			}
+			checkDecodeErr(t, err, manifest)
+			return
+		}
+		if m.Version() != "1.0.0" || m.SHA256() != sha(modelBytes) {
+			t.Fatalf("loaded version %q sha256 %s for version 1.0.0 sha256 %s", m.Version(), m.SHA256(), sha(modelBytes))
+		}
+		if p := m.Threshold(); !(p > 0 && p < 1) {
+			t.Fatalf("loaded threshold %v", p)
 		}
 	})
 }

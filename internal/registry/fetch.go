@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardiostream/cardiostream/internal/model"
+	"github.com/cardiostream/cardiostream/schemas"
 )
 
 // Artifact is a version's files, verified against the registry.
@@ -79,7 +80,7 @@ func (r *Registry) Fetch(ctx context.Context, version string) (*Artifact, error)
 func (a *Artifact) FS() (fstest.MapFS, error) {
 	var man model.Manifest
 	if err := json.Unmarshal(a.Manifest, &man); err != nil {
-		return nil, fmt.Errorf("%w: version %s: manifest: %v", model.ErrManifest, a.Version, err)
+		return nil, fmt.Errorf("%w: version %s: manifest: %s", model.ErrManifest, a.Version, schemas.ErrorDetail(err))
 	}
 	fsys := fstest.MapFS{model.ManifestFile: {Data: a.Manifest}}
 	if man.ModelFile != "" && man.ModelFile != model.ManifestFile {
@@ -110,7 +111,7 @@ func (a *Artifact) Load() (*model.Model, error) {
 		return nil, fmt.Errorf("%w: version %s: loaded model sha256 %s, registry %s", ErrTampered, a.Version, m.SHA256(), a.SHA256)
 	}
 	if m.Version() != a.Version {
-		return nil, fmt.Errorf("%w: version %s: the manifest says version %s", ErrTampered, a.Version, m.Version())
+		return nil, fmt.Errorf("%w: version %s: the manifest says version %s", ErrTampered, a.Version, schemas.Quote(m.Version()))
 	}
 	return m, nil
 }
