@@ -85,7 +85,7 @@ func FuzzAuditEntry(f *testing.F) {
 	for _, h := range []string{
 		``, `{`, `null`, `[]`, `{"action":"artifact_refused"}`,
 		`{"action":"artifact_refused","action":"push"}`,
-		`{"action":"artifact_refused","reason":"` + strings.Repeat("r", 1<<20) + `"}`,
+		`{"action":"artifact_refused","reason":"` + strings.Repeat("r", 1<<16) + `"}`,
 		`{"action":"artifact_refused","actor":"\xff\xfe\xfd","to_version":"a\u0000b\u202e"}`,
 		`{"action":"artifact_refused","details":["` + strings.Repeat("é", 5000) + `"],"reason":""}`,
 		`{"action":"artifact_refused","at":"9999-12-31T23:59:59-23:59"}`,
