@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,10 +71,17 @@ func startStandaloneProcess(t *testing.T) (natsURL string) {
 }
 
 // modelProc runs `cardiostream model ARGS` as a real process.
-func modelProc(t *testing.T, natsURL string, args ...string) (code int, stdout, stderr string) {
+func modelProc(t testing.TB, natsURL string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	return modelProcEnv(t, testEnviron("USER=operator", "CARDIOSTREAM_NATS__URL="+natsURL), args...)
+}
+
+// modelProcEnv runs `cardiostream model ARGS` as a real process with the
+// environment env, from the repository root.
+func modelProcEnv(t testing.TB, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"model"}, args...)...)
-	cmd.Env = append(testEnviron("USER=operator"), "CARDIOSTREAM_TEST_RUN_MAIN=1", "CARDIOSTREAM_NATS__URL="+natsURL)
+	cmd.Env = append(slices.Clone(env), "CARDIOSTREAM_TEST_RUN_MAIN=1")
 	cmd.Dir = filepath.Join("..", "..") // repository root: artifact paths as a user types them
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
