@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -300,4 +301,38 @@ func checkComparison(t testing.TB, got, want comparison) {
 	if got.N != want.N || got.Outcomes != want.Outcomes || !near(got.Agreement, want.Agreement) || !same(got.A, want.A) || !same(got.B, want.B) {
 		t.Errorf("compare:\n got %+v\nwant %+v", got, want)
 	}
+}
+
+// TestModelCompareWaitsOutNoResponders: while JetStream does not answer (as
+// while a cluster's stream has no leader, or a pull reaches the node of a
+// just-created ordered consumer before it listens: seen in
+// TestModelLifecycleOnCluster), compare's reads repeat instead of failing
+// with "no responders available for request"; the result is the same as on
+// an undisturbed server.
+func TestModelCompareWaitsOutNoResponders(t *testing.T) {
+	dir := t.TempDir()
+	ns := natstest.RunServerIn(t, dir)
+	_, js := natstest.Connect(t, ns)
+	sc := natstest.EnsureStreams(t, js, nil)
+	publishComparisonFixture(t, js)
+	want := wantComparison(t, js, "1.0.0", "1.1.0")
+
+	if err := ns.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(700 * time.Millisecond) // the fault's length, not an assertion
+		back <- ns.EnableJetStream(&server.JetStreamConfig{StoreDir: dir})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got, err := compareVersions(ctx, js, sc.Subjects(), "1.0.0", "1.1.0")
+	if berr := <-back; berr != nil {
+		t.Fatalf("re-enabling JetStream: %v", berr)
+	}
+	if err != nil {
+		t.Fatalf("compare while JetStream was unavailable: %v", err)
+	}
+	checkComparison(t, got, want)
 }

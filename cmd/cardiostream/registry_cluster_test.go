@@ -34,7 +34,11 @@ func TestModelLifecycleOnCluster(t *testing.T) {
 	// model runs one CLI process against url (one node, or the list).
 	model := func(url string, args ...string) string {
 		t.Helper()
+		t0 := time.Now()
 		code, out, errOut := modelProcEnv(t, append(slices.Clone(base), "CARDIOSTREAM_NATS__URL="+url), args...)
+		if took := time.Since(t0); took > 5*time.Second || testing.Verbose() {
+			t.Logf("model %v via %s: exit %d after %s; stderr:\n%s", args, url, code, took.Round(time.Millisecond), errOut)
+		}
 		if code != 0 {
 			t.Fatalf("model %v via %s: exit %d\nstdout:\n%s\nstderr:\n%s", args, url, code, out, errOut)
 		}
