@@ -310,6 +310,13 @@ func checkComparison(t testing.TB, got, want comparison) {
 // with "no responders available for request"; the result is the same as on
 // an undisturbed server.
 func TestModelCompareWaitsOutNoResponders(t *testing.T) {
+	if raceBuild {
+		// nats-server's own EnableJetStream writes what its API dispatch of
+		// an in-flight request reads (a data race inside nats-server
+		// v2.15.2, reported by -race here); the fault cannot be injected
+		// this way under the race detector.
+		t.Skip("EnableJetStream races with in-flight API requests inside nats-server")
+	}
 	dir := t.TempDir()
 	ns := natstest.RunServerIn(t, dir)
 	_, js := natstest.Connect(t, ns)

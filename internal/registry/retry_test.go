@@ -19,6 +19,13 @@ import (
 // audited once. Before the fix a rollback failed at once with "reading
 // pointer active: nats: no responders available for request".
 func TestRegistryWaitsOutJetStreamUnavailable(t *testing.T) {
+	if raceBuild {
+		// nats-server's own EnableJetStream writes what its API dispatch of
+		// an in-flight request reads (a data race inside nats-server
+		// v2.15.2, reported by -race here); the fault cannot be injected
+		// this way under the race detector.
+		t.Skip("EnableJetStream races with in-flight API requests inside nats-server")
+	}
 	dir := t.TempDir()
 	ns := natstest.RunServerIn(t, dir)
 	_, js := natstest.Connect(t, ns)
