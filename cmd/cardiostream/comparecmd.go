@@ -10,9 +10,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/cardiostream/cardiostream/internal/ctxtime"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -319,50 +321,92 @@ func auc(ys []int, ps []scored) float64 {
 }
 
 // readStream calls fn with every message of stream on filter stored when
-// it is called, in order, with an ordered consumer.
+// it is called, in order, with an ordered consumer. Requests that find no
+// responder or no answer are repeated (backing off, until ctx ends): on a cluster a
+// stream can be without a leader for seconds, and a pull can reach the
+// node of a just-created ordered consumer before that node listens for it.
+// A repeated fetch resumes after the last message delivered.
 func readStream(ctx context.Context, js jetstream.JetStream, stream, filter string, fn func(jetstream.Msg)) error {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("looking up stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("reading stream %s info: %w", stream, err)
-	}
-	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		return fmt.Errorf("reading stream %s: %w", stream, err)
-	}
-	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+	var cons jetstream.Consumer
+	var last uint64
+	err := retryUnanswered(ctx, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return fmt.Errorf("looking up stream %s: %w", stream, err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("reading stream %s info: %w", stream, err)
+		}
+		if last = info.State.LastSeq; info.State.Msgs == 0 {
+			return nil
+		}
+		cons, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 		if err != nil {
 			return fmt.Errorf("reading stream %s: %w", stream, err)
 		}
+		return nil
+	})
+	if err != nil || cons == nil {
+		return err
+	}
+	for {
 		got := 0
-		for m := range batch.Messages() {
-			got++
-			fn(m)
-			md, err := m.Metadata()
+		done := false
+		err := retryUnanswered(ctx, func(context.Context) error { // Fetch has its own bound
+			batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 			if err != nil {
-				continue
+				return fmt.Errorf("reading stream %s: %w", stream, err)
 			}
-			if md.Sequence.Stream >= last || md.NumPending == 0 {
-				return nil
+			for m := range batch.Messages() {
+				got++
+				fn(m)
+				md, err := m.Metadata()
+				if err != nil {
+					continue
+				}
+				if md.Sequence.Stream >= last || md.NumPending == 0 {
+					done = true
+					return nil
+				}
 			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("reading stream %s: %w", stream, err)
-		}
-		if ctx.Err() != nil {
+			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+				return fmt.Errorf("reading stream %s: %w", stream, err)
+			}
+			return nil
+		})
+		switch {
+		case err != nil:
+			return err
+		case done:
+			return nil
+		case ctx.Err() != nil:
 			return fmt.Errorf("reading stream %s: %w", stream, ctx.Err())
-		}
-		if got == 0 {
+		case got == 0:
 			// Messages up to last expired meanwhile: nothing more to read.
 			return nil
 		}
+	}
+}
+
+// retryUnanswered runs step again, each attempt bounded by 2 s and backing
+// off from 50 ms to 1 s, while it fails because a request found no responder
+// or the attempt ran out of time, until ctx ends. Only for reads.
+func retryUnanswered(ctx context.Context, step func(ctx context.Context) error) error {
+	delay := 50 * time.Millisecond
+	for {
+		// Loopback or not, a stream lookup answers in milliseconds; an attempt
+		// that runs out of time is simply made again.
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := step(actx)
+		cancel()
+		unanswered := errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+		if err == nil || !unanswered {
+			return err
+		}
+		if ctx.Err() != nil || !ctxtime.Sleep(ctx, delay) {
+			return fmt.Errorf("%w (the NATS cluster did not answer in time; run the command again or raise --timeout)", err)
+		}
+		delay = min(2*delay, time.Second)
 	}
 }

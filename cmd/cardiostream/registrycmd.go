@@ -290,7 +290,13 @@ func (c *cli) regCmd(cmd *cobra.Command, fn func(ctx context.Context, s *regSess
 		defer drainConn(nc, 10*time.Second, log)
 		rcfg := cfg.RegistryConfig()
 		rcfg.Timeout = min(rcfg.Timeout, timeout)
-		r, err := registry.Open(ctx, js, rcfg, log)
+		// As in the scorer: on a cluster electing a bucket's leader, opening
+		// fails for a moment (the configuration was validated above).
+		var r *registry.Registry
+		err = retrySetup(ctx, "opening the model registry", log, func(ctx context.Context) (err error) {
+			r, err = registry.Open(ctx, js, rcfg, log)
+			return err
+		})
 		if err != nil {
 			return err
 		}

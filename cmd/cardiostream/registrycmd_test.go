@@ -15,9 +15,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardiostream/cardiostream/internal/natstest"
 	"github.com/cardiostream/cardiostream/internal/registry"
@@ -70,10 +73,17 @@ func startStandaloneProcess(t *testing.T) (natsURL string) {
 }
 
 // modelProc runs `cardiostream model ARGS` as a real process.
-func modelProc(t *testing.T, natsURL string, args ...string) (code int, stdout, stderr string) {
+func modelProc(t testing.TB, natsURL string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	return modelProcEnv(t, testEnviron("USER=operator", "CARDIOSTREAM_NATS__URL="+natsURL), args...)
+}
+
+// modelProcEnv runs `cardiostream model ARGS` as a real process with the
+// environment env, from the repository root.
+func modelProcEnv(t testing.TB, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"model"}, args...)...)
-	cmd.Env = append(testEnviron("USER=operator"), "CARDIOSTREAM_TEST_RUN_MAIN=1", "CARDIOSTREAM_NATS__URL="+natsURL)
+	cmd.Env = append(slices.Clone(env), "CARDIOSTREAM_TEST_RUN_MAIN=1")
 	cmd.Dir = filepath.Join("..", "..") // repository root: artifact paths as a user types them
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -89,7 +99,8 @@ func modelProc(t *testing.T, natsURL string, args ...string) (code int, stdout, 
 
 // TestModelLifecycleCLI drives the registry commands as real processes
 // against a real standalone process: push, refusals, activate, shadow,
-// rollback, history, list, with the audit trail read back by a plain client.
+// rollback, history, list, show, with the audit trail read back by a plain
+// client, and compare over predictions and outcomes stored in its streams.
 func TestModelLifecycleCLI(t *testing.T) {
 	url := startStandaloneProcess(t)
 	run := func(wantCode int, args ...string) string {
@@ -174,6 +185,69 @@ func TestModelLifecycleCLI(t *testing.T) {
 	// Golden files for the stable JSON outputs (times and actors normalised).
 	checkGolden(t, "model_show_1.1.0.json", normalise(run(0, "show", "1.1.0", "--json")))
 	checkGolden(t, "model_history.json", normalise(run(0, "history", "--json")))
+
+	// compare reads the standalone's streams: predictions of both versions
+	// (main and shadow subjects) and outcomes, published as a scorer and a
+	// source would.
+	publishComparisonFixture(t, js)
+	wantCmp := wantComparison(t, js, "1.0.0", "1.1.0")
+	if wantCmp.N == 0 || wantCmp.N == wantCmp.Outcomes {
+		t.Fatalf("fixture: %d joined of %d outcomes; want some, not all", wantCmp.N, wantCmp.Outcomes)
+	}
+	cmpJSON := run(0, "compare", "1.0.0", "1.1.0", "--json")
+	var cmp comparison
+	if err := json.Unmarshal([]byte(cmpJSON), &cmp); err != nil {
+		t.Fatalf("%v: %s", err, cmpJSON)
+	}
+	checkComparison(t, cmp, wantCmp)
+	checkGolden(t, "model_compare.json", cmpJSON)
+	checkGolden(t, "model_compare.txt", run(0, "compare", "1.0.0", "1.1.0"))
+	if out := run(1, "compare", "1.0.0", "0.0.1-shuffled"); !strings.Contains(out, "no record has predictions from both 1.0.0 and 0.0.1-shuffled") {
+		t.Errorf("compare with a version that predicted nothing:\n%s", out)
+	}
+}
+
+// publishComparisonFixture stores predictions of 1.0.0 (main subject) and
+// 1.1.0 (shadow subject) for 24 records of two sources, some records
+// without one of them or without an outcome, one shadow prediction stored
+// twice, and outcomes: fixed numbers, so compare's output is a golden file.
+func publishComparisonFixture(t testing.TB, js jetstream.JetStream) {
+	t.Helper()
+	subj := schemas.NewSubjects("")
+	pub := func(subject string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := js.Publish(t.Context(), subject, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pred := func(subject, src, id, version string, p float64) {
+		l := 0
+		if p >= 0.5 {
+			l = 1
+		}
+		pub(subject, schemas.Prediction{SchemaVersion: schemas.Version, RecordID: id, Source: src, Probability: p, Label: l,
+			Threshold: 0.5, Model: schemas.ModelRef{Name: "heart-xgb", Version: version}})
+	}
+	for i := range 24 {
+		src, id := []string{"clinic-a", "clinic-b"}[i%2], fmt.Sprintf("cmp-%02d", i)
+		y := (i * 5) % 7 % 2
+		a := float64((i*37)%100) / 100
+		b := float64((i*53+11)%100) / 100
+		if i%9 != 4 {
+			pred(subj.Predictions(src), src, id, "1.0.0", a)
+		}
+		if i%8 != 3 {
+			pred(subj.ShadowPrediction(src), src, id, "1.1.0", b)
+		}
+		if i == 5 {
+			pred(subj.ShadowPrediction(src), src, id, "1.1.0", 1-b) // a duplicate: the first stored counts
+		}
+		if i%6 != 1 {
+			pub(subj.Outcomes(src), schemas.Outcome{SchemaVersion: schemas.Version, RecordID: id, Label: y,
+				ObservedAt: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)})
+		}
+	}
 }
 
 func hostname(t *testing.T) string {

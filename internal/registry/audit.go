@@ -33,7 +33,13 @@ func (r *Registry) Audit(ctx context.Context, e schemas.AuditEntry) error {
 	id := sha256.Sum256(body)
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
-	if _, err := r.js.Publish(ctx, r.subj.Audit(e.Action), body, jetstream.WithMsgID("audit-"+hex.EncodeToString(id[:16]))); err != nil {
+	// The message id makes a repeated attempt (its answer lost) a duplicate
+	// the stream drops.
+	err = r.retry(ctx, "appending to "+schemas.StreamAudit, func(ctx context.Context) error {
+		_, err := r.js.Publish(ctx, r.subj.Audit(e.Action), body, jetstream.WithMsgID("audit-"+hex.EncodeToString(id[:16])))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("audit: appending %s entry to %s: %w", e.Action, schemas.StreamAudit, err)
 	}
 	return nil
@@ -44,6 +50,16 @@ func (r *Registry) Audit(ctx context.Context, e schemas.AuditEntry) error {
 func (r *Registry) History(ctx context.Context, limit int) ([]schemas.AuditEntry, error) {
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
+	var out []schemas.AuditEntry
+	// A read repeats safely.
+	err := r.retryIf(ctx, "reading "+schemas.StreamAudit, readAttemptTimeout, transient, func(ctx context.Context) (err error) {
+		out, err = r.history(ctx, limit)
+		return err
+	})
+	return out, err
+}
+
+func (r *Registry) history(ctx context.Context, limit int) ([]schemas.AuditEntry, error) {
 	s, err := r.js.Stream(ctx, schemas.StreamAudit)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", schemas.StreamAudit, err)

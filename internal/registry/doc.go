@@ -28,6 +28,12 @@
 // required). The signed message is the canonical digest described in
 // signature.go. Keys are never logged.
 //
+// On a cluster a bucket's stream can be without a leader for seconds (about
+// 10 s after its leader's node is killed): requests that find no responder
+// or no answer are retried with backoff within Config.Timeout (retry.go); a
+// pointer write whose answer was lost is read back, so a change that landed
+// is audited once and not made twice.
+//
 // This package imports internal/model, internal/streams, models and schemas;
 // it must not import scorer, monitor, ingest, config or cmd. It does not log
 // secrets or patient data.

@@ -42,7 +42,11 @@ func (r *Registry) Fetch(ctx context.Context, version string) (*Artifact, error)
 	}
 	got := map[string][]byte{}
 	for name, want := range md.Files {
-		b, err := r.obj.GetBytes(ctx, ObjectName(version, name))
+		var b []byte
+		err := r.retryIf(ctx, "reading "+ObjectName(version, name), readAttemptTimeout, transient, func(ctx context.Context) (err error) {
+			b, err = r.obj.GetBytes(ctx, ObjectName(version, name))
+			return err
+		})
 		switch {
 		case errors.Is(err, jetstream.ErrObjectNotFound):
 			return nil, fmt.Errorf("%w: version %s: %s is missing from %s", ErrTampered, version, name, r.cfg.ModelsBucket)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -86,25 +87,47 @@ func (r *Registry) ShadowOff(ctx context.Context, opts ChangeOptions) (*ChangeRe
 // (entry gives actor, reason and details). It returns the removed pointer,
 // or nil when there was none to remove.
 func (r *Registry) removeShadow(ctx context.Context, match func(*Pointer) bool, entry schemas.AuditEntry) (*Pointer, error) {
-	for range maxCASAttempts {
+	var sent *Pointer // removed by an attempt whose answer was lost, if it landed
+	delay := retryBackoffMin
+	for conflicts := 0; conflicts < maxCASAttempts; {
 		cur, rev, err := r.pointer(ctx, KeyShadow)
 		if err != nil {
 			return nil, fmt.Errorf("reading the shadow pointer: %w", err)
 		}
+		if cur == nil && sent != nil {
+			return sent, r.auditShadowOff(ctx, sent, entry) // the lost attempt landed
+		}
 		if cur == nil || !match(cur) {
 			return nil, nil
 		}
-		err = r.kv.Delete(ctx, KeyShadow, jetstream.LastRevision(rev))
-		if isRevisionConflict(err) {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err = r.kv.Delete(actx, KeyShadow, jetstream.LastRevision(rev))
+		cancel()
+		switch {
+		case isRevisionConflict(err):
+			conflicts++
 			continue
-		}
-		if err != nil {
+		case transient(ctx, err):
+			if sent == nil {
+				r.log.Warn("removing the shadow pointer: the cluster did not answer; reading it again and retrying", "err", err)
+			}
+			sent = cur
+			var ok bool
+			if delay, ok = backoff(ctx, delay); !ok {
+				return nil, fmt.Errorf("removing the shadow pointer: %w; %w", err, errNoAnswerInTime)
+			}
+			continue
+		case err != nil:
 			return nil, fmt.Errorf("removing the shadow pointer: %w", err)
 		}
-		entry.Action, entry.FromVersion, entry.SHA256 = schemas.AuditShadowOff, cur.Version, cur.SHA256
-		return cur, r.Audit(ctx, entry)
+		return cur, r.auditShadowOff(ctx, cur, entry)
 	}
 	return nil, fmt.Errorf("%w: the shadow pointer changed %d times while we tried to remove it", ErrConflict, maxCASAttempts)
+}
+
+func (r *Registry) auditShadowOff(ctx context.Context, removed *Pointer, entry schemas.AuditEntry) error {
+	entry.Action, entry.FromVersion, entry.SHA256 = schemas.AuditShadowOff, removed.Version, removed.SHA256
+	return r.Audit(ctx, entry)
 }
 
 func isRevisionConflict(err error) bool {
@@ -121,10 +144,18 @@ func (r *Registry) change(ctx context.Context, action, key string, opts ChangeOp
 	defer cancel()
 	res := &ChangeResult{Action: action, Key: key}
 	validated := "" // the version whose gates already ran
-	for range maxCASAttempts {
+	// Pointers written by attempts whose answer was lost: one of them may
+	// have landed, and then the change is done (and still to be audited).
+	var sent []*Pointer
+	delay := retryBackoffMin
+	for conflicts := 0; conflicts < maxCASAttempts; {
 		cur, rev, err := r.pointer(ctx, key)
 		if err != nil {
 			return nil, err
+		}
+		if i := slices.IndexFunc(sent, func(p *Pointer) bool { return samePointer(p, cur) }); i >= 0 {
+			res.Pointer, res.From, res.To = sent[i], sent[i].Previous, sent[i].Version
+			return r.changed(ctx, res, key, opts)
 		}
 		version, err := target(cur)
 		if err != nil {
@@ -161,39 +192,67 @@ func (r *Registry) change(ctx context.Context, action, key string, opts ChangeOp
 		if cur != nil {
 			p.Previous = cur.Version
 		}
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		if rev == 0 {
-			_, err = r.kv.Create(ctx, key, mustJSON(p))
+			_, err = r.kv.Create(actx, key, mustJSON(p))
 		} else {
-			_, err = r.kv.Update(ctx, key, mustJSON(p), rev)
+			_, err = r.kv.Update(actx, key, mustJSON(p), rev)
 		}
-		if isRevisionConflict(err) {
+		cancel()
+		switch {
+		case isRevisionConflict(err):
 			r.log.Info("pointer changed concurrently; retrying", "pointer", key, "action", action)
+			conflicts++
 			continue
-		}
-		if err != nil {
+		case transient(ctx, err):
+			// Read the pointer again: the write may have landed.
+			if len(sent) == 0 {
+				r.log.Warn("updating a pointer: the cluster did not answer; reading it again and retrying", "pointer", key, "err", err)
+			}
+			sent = append(sent, p)
+			var ok bool
+			if delay, ok = backoff(ctx, delay); !ok {
+				return nil, fmt.Errorf("updating pointer %s: %w; %w", key, err, errNoAnswerInTime)
+			}
+			continue
+		case err != nil:
 			return nil, fmt.Errorf("updating pointer %s: %w", key, err)
 		}
 		res.Pointer = p
-		e := schemas.AuditEntry{
-			Action: action, Actor: opts.Actor, At: p.ChangedAt, FromVersion: res.From, ToVersion: version,
-			SHA256: p.SHA256, Reason: opts.Reason, Forced: res.Forced,
-		}
-		for _, c := range res.Gates.Failed() {
-			e.Details = append(e.Details, "forced past: "+c.String())
-		}
-		if err := r.Audit(ctx, e); err != nil {
-			return res, fmt.Errorf("pointer %s now names %s, but %w", key, version, err)
-		}
-		if key == KeyActive {
-			cleared, err := r.clearShadowIf(ctx, version, opts)
-			res.ShadowCleared = cleared
-			if err != nil {
-				return res, fmt.Errorf("version %s is now active, but %w", version, err)
-			}
-		}
-		return res, nil
+		return r.changed(ctx, res, key, opts)
 	}
 	return nil, fmt.Errorf("%w: pointer %s changed %d times while we tried; retry", ErrConflict, key, maxCASAttempts)
+}
+
+// samePointer reports whether two pointer values are the same write (the
+// time and actor make a write's value unique).
+func samePointer(a, b *Pointer) bool {
+	return a != nil && b != nil && a.Version == b.Version && a.SHA256 == b.SHA256 && a.ChangedAt.Equal(b.ChangedAt) &&
+		a.Actor == b.Actor && a.Reason == b.Reason && a.Previous == b.Previous && a.Forced == b.Forced
+}
+
+// changed audits the pointer change res describes (res.Pointer written)
+// and, for the active pointer, removes a shadow naming the same version.
+func (r *Registry) changed(ctx context.Context, res *ChangeResult, key string, opts ChangeOptions) (*ChangeResult, error) {
+	p := res.Pointer
+	e := schemas.AuditEntry{
+		Action: res.Action, Actor: opts.Actor, At: p.ChangedAt, FromVersion: res.From, ToVersion: p.Version,
+		SHA256: p.SHA256, Reason: opts.Reason, Forced: res.Forced,
+	}
+	for _, c := range res.Gates.Failed() {
+		e.Details = append(e.Details, "forced past: "+c.String())
+	}
+	if err := r.Audit(ctx, e); err != nil {
+		return res, fmt.Errorf("pointer %s now names %s, but %w", key, p.Version, err)
+	}
+	if key == KeyActive {
+		cleared, err := r.clearShadowIf(ctx, p.Version, opts)
+		res.ShadowCleared = cleared
+		if err != nil {
+			return res, fmt.Errorf("version %s is now active, but %w", p.Version, err)
+		}
+	}
+	return res, nil
 }
 
 // clearShadowIf removes the shadow pointer while it names version (just made

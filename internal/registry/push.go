@@ -172,7 +172,13 @@ func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions)
 	}
 
 	key := VersionKey(opts.Version)
-	rev, err := r.kv.Create(ctx, key, mustJSON(md))
+	// An attempt that landed without its answer makes the next one find the
+	// key: the push then resumes below as an interrupted one.
+	var rev uint64
+	err := r.retry(ctx, "registering version "+opts.Version, func(ctx context.Context) (err error) {
+		rev, err = r.kv.Create(ctx, key, mustJSON(md))
+		return err
+	})
 	created := err == nil
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		have, haveRev, gerr := r.metadata(ctx, opts.Version)
@@ -200,12 +206,20 @@ func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions)
 		return nil, fmt.Errorf("registering version %s: %w", opts.Version, err)
 	}
 	for n, b := range files {
-		if _, err := r.obj.PutBytes(ctx, ObjectName(opts.Version, n), b); err != nil {
+		err := r.retryIf(ctx, "storing "+ObjectName(opts.Version, n), r.cfg.Timeout, transient, func(ctx context.Context) error {
+			_, err := r.obj.PutBytes(ctx, ObjectName(opts.Version, n), b) // a put replaces the object: repeats safely
+			return err
+		})
+		if err != nil {
 			return nil, fmt.Errorf("storing %s of version %s: %w", n, opts.Version, err)
 		}
 	}
 	md.State = StateReady
-	if _, err := r.kv.Update(ctx, key, mustJSON(md), rev); err != nil {
+	err = r.retryUnanswered(ctx, "marking version "+opts.Version+" ready", func(ctx context.Context) error {
+		_, err := r.kv.Update(ctx, key, mustJSON(md), rev)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("%w: marking version %s ready: %v", ErrConflict, opts.Version, err)
 	}
 	details := []string{fmt.Sprintf("files %d, model size %d", len(md.fileDigests()), md.Size)}

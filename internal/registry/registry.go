@@ -219,7 +219,11 @@ func (r *Registry) metadata(ctx context.Context, version string) (*Metadata, uin
 	if err := ValidVersion(version); err != nil {
 		return nil, 0, err
 	}
-	e, err := r.kv.Get(ctx, VersionKey(version))
+	var e jetstream.KeyValueEntry
+	err := r.retry(ctx, "reading version "+version, func(ctx context.Context) (err error) {
+		e, err = r.kv.Get(ctx, VersionKey(version))
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, fmt.Errorf("%w: %s (see `cardiostream model list`)", ErrNotFound, version)
 	}
@@ -246,7 +250,11 @@ func decodeMetadata(version string, data []byte) (*Metadata, error) {
 
 // pointer reads a pointer key; nil when unset or deleted.
 func (r *Registry) pointer(ctx context.Context, key string) (*Pointer, uint64, error) {
-	e, err := r.kv.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	err := r.retry(ctx, "reading pointer "+key, func(ctx context.Context) (err error) {
+		e, err = r.kv.Get(ctx, key)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -294,17 +302,21 @@ type VersionInfo struct {
 func (r *Registry) List(ctx context.Context) ([]VersionInfo, error) {
 	ctx, cancel := r.opCtx(ctx)
 	defer cancel()
-	lister, err := r.kv.ListKeysFiltered(ctx, versionsPrefix+">")
+	var keys []string
+	err := r.retry(ctx, "listing versions", func(actx context.Context) error {
+		keys = keys[:0]
+		lister, err := r.kv.ListKeysFiltered(actx, versionsPrefix+">")
+		if err != nil {
+			return err
+		}
+		for k := range lister.Keys() { // closed after the last key (or none)
+			keys = append(keys, k)
+		}
+		_ = lister.Stop() // the listing ended; Stop only releases the subscription
+		return actx.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing versions: %w", err)
-	}
-	var keys []string
-	for k := range lister.Keys() { // closed after the last key (or none)
-		keys = append(keys, k)
-	}
-	_ = lister.Stop() // the listing ended; Stop only releases the subscription
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("listing versions: %w", ctx.Err())
 	}
 	ptrs, err := r.Pointers(ctx)
 	if err != nil {
