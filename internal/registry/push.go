@@ -175,7 +175,7 @@ func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions)
 	// An attempt that landed without its answer makes the next one find the
 	// key: the push then resumes below as an interrupted one.
 	var rev uint64
-	err := r.retry(ctx, "registering version "+opts.Version, func(ctx context.Context) (err error) {
+	err = r.retry(ctx, "registering version "+opts.Version, func(ctx context.Context) (err error) {
 		rev, err = r.kv.Create(ctx, key, mustJSON(md))
 		return err
 	})
