@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -314,13 +313,7 @@ func checkComparison(t testing.TB, got, want comparison) {
 // with "no responders available for request"; the result is the same as on
 // an undisturbed server.
 func TestModelCompareWaitsOutNoResponders(t *testing.T) {
-	if raceBuild {
-		// nats-server's own EnableJetStream writes what its API dispatch of
-		// an in-flight request reads (a data race inside nats-server
-		// v2.15.2, reported by -race here); the fault cannot be injected
-		// this way under the race detector.
-		t.Skip("EnableJetStream races with in-flight API requests inside nats-server")
-	}
+	natstest.SkipJetStreamOutageUnderRace(t)
 	dir := t.TempDir()
 	ns := natstest.RunServerIn(t, dir)
 	_, js := natstest.Connect(t, ns)
@@ -328,20 +321,13 @@ func TestModelCompareWaitsOutNoResponders(t *testing.T) {
 	publishComparisonFixture(t, js)
 	want := wantComparison(t, js, "1.0.0", "1.1.0")
 
-	if err := ns.DisableJetStream(); err != nil {
-		t.Fatal(err)
-	}
-	back := make(chan error, 1)
-	go func() {
-		time.Sleep(700 * time.Millisecond) // the fault's length, not an assertion
-		back <- ns.EnableJetStream(&server.JetStreamConfig{StoreDir: dir})
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	got, err := compareVersions(ctx, js, sc.Subjects(), "1.0.0", "1.1.0")
-	if berr := <-back; berr != nil {
-		t.Fatalf("re-enabling JetStream: %v", berr)
-	}
+	var got comparison
+	err := natstest.JetStreamOutage(t, ns, dir, 700*time.Millisecond, func() (err error) {
+		got, err = compareVersions(ctx, js, sc.Subjects(), "1.0.0", "1.1.0")
+		return err
+	})
 	if err != nil {
 		t.Fatalf("compare while JetStream was unavailable: %v", err)
 	}

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/cardiostream/cardiostream/internal/natstest"
 	"github.com/cardiostream/cardiostream/internal/registry"
 )
@@ -19,13 +17,7 @@ import (
 // audited once. Before the fix a rollback failed at once with "reading
 // pointer active: nats: no responders available for request".
 func TestRegistryWaitsOutJetStreamUnavailable(t *testing.T) {
-	if raceBuild {
-		// nats-server's own EnableJetStream writes what its API dispatch of
-		// an in-flight request reads (a data race inside nats-server
-		// v2.15.2, reported by -race here); the fault cannot be injected
-		// this way under the race detector.
-		t.Skip("EnableJetStream races with in-flight API requests inside nats-server")
-	}
+	natstest.SkipJetStreamOutageUnderRace(t)
 	dir := t.TempDir()
 	ns := natstest.RunServerIn(t, dir)
 	_, js := natstest.Connect(t, ns)
@@ -52,20 +44,8 @@ func TestRegistryWaitsOutJetStreamUnavailable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := ns.DisableJetStream(); err != nil {
-				t.Fatal(err)
-			}
-			// JetStream comes back while the call retries (the fault, not
-			// an assertion, is timed).
-			back := make(chan error, 1)
-			go func() {
-				time.Sleep(700 * time.Millisecond)
-				back <- ns.EnableJetStream(&server.JetStreamConfig{StoreDir: dir})
-			}()
-			err := tt.do()
-			if berr := <-back; berr != nil {
-				t.Fatalf("re-enabling JetStream: %v", berr)
-			}
+			// JetStream comes back while the call retries.
+			err := natstest.JetStreamOutage(t, ns, dir, 700*time.Millisecond, tt.do)
 			if err != nil {
 				t.Fatalf("%s while JetStream was unavailable: %v", tt.name, err)
 			}
