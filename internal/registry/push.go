@@ -219,6 +219,13 @@ func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions)
 		_, err := r.kv.Update(ctx, key, mustJSON(md), rev)
 		return err
 	})
+	if err != nil && transient(ctx, err) {
+		// The answer may be what was lost: read the version back, and go on
+		// to audit the push if the update landed.
+		if have, _, gerr := r.metadata(ctx, opts.Version); gerr == nil && landedReady(have, &md) {
+			err = nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: marking version %s ready: %v", ErrConflict, opts.Version, err)
 	}
@@ -235,6 +242,13 @@ func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions)
 		}
 	}
 	return &PushResult{Metadata: md, Created: created, Signed: sig != nil}, nil
+}
+
+// landedReady reports whether have is want marked ready: the update that
+// marks a push ready landed although its answer was lost.
+func landedReady(have, want *Metadata) bool {
+	return have.State == StateReady && have.Signed == want.Signed && have.PushedAt.Equal(want.PushedAt) &&
+		maps.Equal(have.Files, want.Files)
 }
 
 func withoutSignature(files map[string][]byte) map[string][]byte {
