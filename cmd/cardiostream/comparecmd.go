@@ -10,11 +10,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/cardiostream/cardiostream/internal/ctxtime"
+	"github.com/cardiostream/cardiostream/internal/jsretry"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -329,7 +328,7 @@ func auc(ys []int, ps []scored) float64 {
 func readStream(ctx context.Context, js jetstream.JetStream, stream, filter string, fn func(jetstream.Msg)) error {
 	var cons jetstream.Consumer
 	var last uint64
-	err := retryUnanswered(ctx, func(ctx context.Context) error {
+	err := retryRead(ctx, func(ctx context.Context) error {
 		s, err := js.Stream(ctx, stream)
 		if err != nil {
 			return fmt.Errorf("looking up stream %s: %w", stream, err)
@@ -353,7 +352,7 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, filter stri
 	for {
 		got := 0
 		done := false
-		err := retryUnanswered(ctx, func(context.Context) error { // Fetch has its own bound
+		err := retryRead(ctx, func(context.Context) error { // Fetch has its own bound
 			batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 			if err != nil {
 				return fmt.Errorf("reading stream %s: %w", stream, err)
@@ -389,24 +388,13 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream, filter stri
 	}
 }
 
-// retryUnanswered runs step again, each attempt bounded by 2 s and backing
-// off from 50 ms to 1 s, while it fails because a request found no responder
-// or the attempt ran out of time, until ctx ends. Only for reads.
-func retryUnanswered(ctx context.Context, step func(ctx context.Context) error) error {
-	delay := 50 * time.Millisecond
-	for {
-		// Loopback or not, a stream lookup answers in milliseconds; an attempt
-		// that runs out of time is simply made again.
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := step(actx)
-		cancel()
-		unanswered := errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
-		if err == nil || !unanswered {
-			return err
-		}
-		if ctx.Err() != nil || !ctxtime.Sleep(ctx, delay) {
-			return fmt.Errorf("%w (the NATS cluster did not answer in time; run the command again or raise --timeout)", err)
-		}
-		delay = min(2*delay, time.Second)
+// retryRead runs the read step again while the cluster leaves it
+// unanswered (jsretry.Transient: no responder, or the 2 s attempt ran out),
+// backing off, until ctx ends.
+func retryRead(ctx context.Context, step func(ctx context.Context) error) error {
+	err := jsretry.Do(ctx, 2*time.Second, jsretry.Transient, nil, step)
+	if errors.Is(err, jsretry.ErrNoAnswer) {
+		return fmt.Errorf("%w; run the command again or raise --timeout", err)
 	}
+	return err
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/jsretry"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -52,7 +53,7 @@ func (r *Registry) History(ctx context.Context, limit int) ([]schemas.AuditEntry
 	defer cancel()
 	var out []schemas.AuditEntry
 	// A read repeats safely.
-	err := r.retryIf(ctx, "reading "+schemas.StreamAudit, readAttemptTimeout, transient, func(ctx context.Context) (err error) {
+	err := r.retryIf(ctx, "reading "+schemas.StreamAudit, readAttemptTimeout, jsretry.Transient, func(ctx context.Context) (err error) {
 		out, err = r.history(ctx, limit)
 		return err
 	})

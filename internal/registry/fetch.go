@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/jsretry"
 	"github.com/cardiostream/cardiostream/internal/model"
 	"github.com/cardiostream/cardiostream/schemas"
 )
@@ -43,7 +44,7 @@ func (r *Registry) Fetch(ctx context.Context, version string) (*Artifact, error)
 	got := map[string][]byte{}
 	for name, want := range md.Files {
 		var b []byte
-		err := r.retryIf(ctx, "reading "+ObjectName(version, name), readAttemptTimeout, transient, func(ctx context.Context) (err error) {
+		err := r.retryIf(ctx, "reading "+ObjectName(version, name), readAttemptTimeout, jsretry.Transient, func(ctx context.Context) (err error) {
 			b, err = r.obj.GetBytes(ctx, ObjectName(version, name))
 			return err
 		})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/jsretry"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -88,7 +89,7 @@ func (r *Registry) ShadowOff(ctx context.Context, opts ChangeOptions) (*ChangeRe
 // or nil when there was none to remove.
 func (r *Registry) removeShadow(ctx context.Context, match func(*Pointer) bool, entry schemas.AuditEntry) (*Pointer, error) {
 	var sent *Pointer // removed by an attempt whose answer was lost, if it landed
-	delay := retryBackoffMin
+	delay := jsretry.BackoffMin
 	for conflicts := 0; conflicts < maxCASAttempts; {
 		cur, rev, err := r.pointer(ctx, KeyShadow)
 		if err != nil {
@@ -107,13 +108,13 @@ func (r *Registry) removeShadow(ctx context.Context, match func(*Pointer) bool, 
 		case isRevisionConflict(err):
 			conflicts++
 			continue
-		case transient(ctx, err):
+		case jsretry.Transient(ctx, err):
 			if sent == nil {
 				r.log.Warn("removing the shadow pointer: the cluster did not answer; reading it again and retrying", "err", err)
 			}
 			sent = cur
 			var ok bool
-			if delay, ok = backoff(ctx, delay); !ok {
+			if delay, ok = jsretry.Backoff(ctx, delay); !ok {
 				return nil, fmt.Errorf("removing the shadow pointer: %w; %w", err, errNoAnswerInTime)
 			}
 			continue
@@ -147,7 +148,7 @@ func (r *Registry) change(ctx context.Context, action, key string, opts ChangeOp
 	// Pointers written by attempts whose answer was lost: one of them may
 	// have landed, and then the change is done (and still to be audited).
 	var sent []*Pointer
-	delay := retryBackoffMin
+	delay := jsretry.BackoffMin
 	for conflicts := 0; conflicts < maxCASAttempts; {
 		cur, rev, err := r.pointer(ctx, key)
 		if err != nil {
@@ -204,14 +205,14 @@ func (r *Registry) change(ctx context.Context, action, key string, opts ChangeOp
 			r.log.Info("pointer changed concurrently; retrying", "pointer", key, "action", action)
 			conflicts++
 			continue
-		case transient(ctx, err):
+		case jsretry.Transient(ctx, err):
 			// Read the pointer again: the write may have landed.
 			if len(sent) == 0 {
 				r.log.Warn("updating a pointer: the cluster did not answer; reading it again and retrying", "pointer", key, "err", err)
 			}
 			sent = append(sent, p)
 			var ok bool
-			if delay, ok = backoff(ctx, delay); !ok {
+			if delay, ok = jsretry.Backoff(ctx, delay); !ok {
 				return nil, fmt.Errorf("updating pointer %s: %w; %w", key, err, errNoAnswerInTime)
 			}
 			continue

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/jsretry"
 	"github.com/cardiostream/cardiostream/internal/model"
 	"github.com/cardiostream/cardiostream/schemas"
 )
@@ -206,7 +207,7 @@ func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions)
 		return nil, fmt.Errorf("registering version %s: %w", opts.Version, err)
 	}
 	for n, b := range files {
-		err := r.retryIf(ctx, "storing "+ObjectName(opts.Version, n), r.cfg.Timeout, transient, func(ctx context.Context) error {
+		err := r.retryIf(ctx, "storing "+ObjectName(opts.Version, n), r.cfg.Timeout, jsretry.Transient, func(ctx context.Context) error {
 			_, err := r.obj.PutBytes(ctx, ObjectName(opts.Version, n), b) // a put replaces the object: repeats safely
 			return err
 		})
@@ -219,7 +220,7 @@ func (r *Registry) Push(ctx context.Context, a *LocalArtifact, opts PushOptions)
 		_, err := r.kv.Update(ctx, key, mustJSON(md), rev)
 		return err
 	})
-	if err != nil && transient(ctx, err) {
+	if err != nil && jsretry.Transient(ctx, err) {
 		// The answer may be what was lost: read the version back, and go on
 		// to audit the push if the update landed.
 		if have, _, gerr := r.metadata(ctx, opts.Version); gerr == nil && landedReady(have, &md) {
