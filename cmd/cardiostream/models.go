@@ -214,7 +214,11 @@ func (f *modelFollower) run(ctx context.Context) error {
 }
 
 // follow applies every pointer state from ch, and retries refused ones
-// while degraded, until ch closes or ctx ends.
+// while degraded, until ch closes or ctx ends. A new pointer state always
+// goes before a retry: a retry of an unreachable artifact can take the
+// whole registry.timeout, and a tick that came meanwhile must not win
+// against the pointer moving on (it did, at random, under -race: the
+// scorer kept retrying 1.1.0 for minutes after the pointer went back).
 func (f *modelFollower) follow(ctx context.Context, ch <-chan registry.Pointers) {
 	retry := time.NewTicker(refusedRetry)
 	defer retry.Stop()
@@ -228,12 +232,21 @@ func (f *modelFollower) follow(ctx context.Context, ch <-chan registry.Pointers)
 				return
 			}
 			last = &p
-			f.apply(ctx, p)
 		case <-retry.C:
-			if last != nil && f.Ready() != nil {
-				f.apply(ctx, *last)
+			select {
+			case p, ok := <-ch:
+				if !ok {
+					return
+				}
+				last = &p
+			default:
+				if last == nil || f.Ready() == nil {
+					continue
+				}
 			}
 		}
+		f.apply(ctx, *last)
+		retry.Reset(refusedRetry) // the next retry comes refusedRetry after this attempt ended
 	}
 }
 
