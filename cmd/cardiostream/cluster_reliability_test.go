@@ -79,13 +79,7 @@ func clusterNodeLoss(t *testing.T, victim func(*testing.T, *natstest.Cluster) *n
 	nc, js := natstest.ConnectCluster(t, c)
 	scfg := streams.DefaultConfig()
 	scfg.Replicas = 3
-	// A loaded machine can take longer than one call's timeout to place
-	// five R3 streams: retry, as the processes themselves do.
-	natstest.Eventually(t, 2*time.Minute, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return streams.Ensure(ctx, js, scfg)
-	})
+	natstest.EnsureStreams(t, js, &scfg)
 	env := testEnviron("CARDIOSTREAM_STREAMS__REPLICAS=3", "CARDIOSTREAM_TEST_RUN_MAIN=1")
 
 	var scorers []*osProc

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cardiostream/cardiostream/internal/jsretry"
 	"github.com/cardiostream/cardiostream/internal/natsserver"
 	"github.com/cardiostream/cardiostream/internal/streams"
 )
@@ -89,16 +90,24 @@ func connectURL(tb testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 }
 
 // EnsureStreams creates the cardiostream streams with cfg (or the defaults
-// when cfg is nil) and returns the config used.
+// when cfg is nil) and returns the config used. Like the processes'
+// start-up it sends again a request left unanswered: on a cluster that has
+// just elected its meta leader, a stream create can go unanswered (CI saw
+// one wait out its whole 10 s), and a loaded machine can take longer than
+// one attempt to place five R3 streams. Ensure is idempotent, so a repeat
+// after a timeout is safe.
 func EnsureStreams(tb testing.TB, js jetstream.JetStream, cfg *streams.Config) streams.Config {
 	tb.Helper()
 	c := streams.DefaultConfig()
 	if cfg != nil {
 		c = *cfg
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := streams.Ensure(ctx, js, c); err != nil {
+	err := jsretry.Do(ctx, 10*time.Second, jsretry.Transient, func(err error) {
+		tb.Logf("ensuring streams: %v; retrying", err)
+	}, func(ctx context.Context) error { return streams.Ensure(ctx, js, c) })
+	if err != nil {
 		tb.Fatalf("ensuring streams: %v", err)
 	}
 	return c
