@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -53,6 +52,7 @@ type Node struct {
 	httpPort int
 	proc     *exec.Cmd     // nil while down
 	exited   chan struct{} // closed when proc has exited
+	log      *tailWriter   // proc's last log lines
 }
 
 // RunCluster starts an n-node JetStream cluster (file storage, routes on
@@ -87,11 +87,6 @@ func RunCluster(tb testing.TB, n int) *Cluster {
 			nd.Shutdown()
 		}
 	})
-	// A restarted node must come back on the same client port, so clients
-	// holding the URL list find it again.
-	for _, nd := range c.Nodes {
-		nd.opts.Port = nd.srv.Addr().(*net.TCPAddr).Port
-	}
 	c.WaitReady(tb, 60*time.Second)
 	return c
 }
@@ -114,11 +109,15 @@ func startCluster(tb testing.TB, n int) (*Cluster, error) {
 		opts := &server.Options{
 			ServerName: name,
 			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
-			JetStream:  true,
-			StoreDir:   filepath.Join(dir, name),
-			NoSigs:     true,
-			NoLog:      true,
+			// A restarted node comes back on the same client port, so
+			// clients holding the URL list find it again; FreePort's ports
+			// lie below the ephemeral range, where no outgoing connection
+			// takes them while the node is down.
+			Port:      FreePort(tb),
+			JetStream: true,
+			StoreDir:  filepath.Join(dir, name),
+			NoSigs:    true,
+			NoLog:     true,
 			Cluster: server.ClusterOpts{
 				Name: c.Name,
 				Host: "127.0.0.1",
@@ -168,11 +167,23 @@ func (nd *Node) Server() *server.Server {
 	return nd.srv
 }
 
-// Running reports whether the node is up.
+// Running reports whether the node is up: started, not stopped, and (an
+// OS-process node) its process has not exited on its own.
 func (nd *Node) Running() bool {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
-	return nd.srv != nil || nd.proc != nil
+	if nd.srv != nil {
+		return true
+	}
+	if nd.proc == nil {
+		return false
+	}
+	select {
+	case <-nd.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // ClientURL is the node's client URL; it stays the same across restarts.
@@ -343,7 +354,9 @@ func (c *Cluster) Node(name string) *Node {
 func (c *Cluster) WaitReady(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
 	if c.Nodes[0].bin != "" {
-		c.waitReadyProcesses(tb, timeout)
+		if err := c.waitReadyProcesses(timeout); err != nil {
+			tb.Fatal(err)
+		}
 		return
 	}
 	Eventually(tb, timeout, func() error {

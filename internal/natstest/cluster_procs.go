@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,13 +39,36 @@ func BuildNATSServer(tb testing.TB) string {
 // (built by BuildNATSServer), so that a node can also be lost abruptly with
 // Node.Kill. Node.Server is nil for these nodes; leaders and stream states
 // are read from each node's monitoring endpoint (/jsz). Set NATSTEST_LOG=1
-// to see the servers' logs.
+// to see the servers' logs; a node that exits on its own has its last log
+// lines in the test's failure.
 func RunClusterProcesses(tb testing.TB, n int) *Cluster {
 	tb.Helper()
 	if n < 3 {
 		tb.Fatalf("RunClusterProcesses: %d nodes; a JetStream cluster needs at least 3", n)
 	}
 	bin := BuildNATSServer(tb)
+	// A port chosen free can still be taken before the node binds it (by a
+	// listener of a test running in parallel); that node exits at once.
+	// Such a start is retried on new ports, as RunCluster does.
+	for attempt := 1; ; attempt++ {
+		c, err := startClusterProcesses(tb, bin, n)
+		if err == nil {
+			err = c.waitReadyProcesses(60 * time.Second)
+		}
+		if err == nil {
+			return c
+		}
+		if c != nil {
+			c.stopProcesses()
+		}
+		if attempt == 3 || !errors.Is(err, errNodeExited) {
+			tb.Fatal(err)
+		}
+		tb.Logf("starting a %d-node cluster of processes: %v; again on new ports", n, err)
+	}
+}
+
+func startClusterProcesses(tb testing.TB, bin string, n int) (*Cluster, error) {
 	c := &Cluster{Name: "cardiostream-test"}
 	routePorts := make([]int, n)
 	var routes []string
@@ -69,25 +94,30 @@ func RunClusterProcesses(tb testing.TB, n int) *Cluster {
 		}
 		c.Nodes = append(c.Nodes, nd)
 	}
-	tb.Cleanup(func() {
-		for _, nd := range c.Nodes {
-			nd.stopProcess(syscall.SIGKILL)
-		}
-	})
+	tb.Cleanup(c.stopProcesses)
 	for _, nd := range c.Nodes {
 		if err := nd.startProcess(); err != nil {
-			tb.Fatal(err)
+			return c, err
 		}
 	}
-	c.WaitReady(tb, 60*time.Second)
-	return c
+	return c, nil
 }
+
+func (c *Cluster) stopProcesses() {
+	for _, nd := range c.Nodes {
+		nd.stopProcess(syscall.SIGKILL)
+	}
+}
+
+// errNodeExited: a node's process ended without being stopped.
+var errNodeExited = errors.New("exited on its own")
 
 func (nd *Node) startProcess() error {
 	cmd := exec.Command(nd.bin, nd.args...)
-	var logTo io.Writer = io.Discard
+	tail := &tailWriter{max: 8 << 10}
+	var logTo io.Writer = tail
 	if os.Getenv("NATSTEST_LOG") != "" {
-		logTo = os.Stderr
+		logTo = io.MultiWriter(tail, os.Stderr)
 	}
 	cmd.Stdout, cmd.Stderr = logTo, logTo
 	if err := cmd.Start(); err != nil {
@@ -99,48 +129,111 @@ func (nd *Node) startProcess() error {
 		close(exited)
 	}()
 	nd.mu.Lock()
-	nd.proc, nd.exited = cmd, exited
+	nd.proc, nd.exited, nd.log = cmd, exited, tail
 	nd.mu.Unlock()
 	return nil
 }
 
-// waitReadyProcesses is WaitReady for OS-process nodes, from their /jsz.
-func (c *Cluster) waitReadyProcesses(tb testing.TB, timeout time.Duration) {
-	tb.Helper()
-	Eventually(tb, timeout, func() error {
-		var leader string
-		for _, nd := range c.Nodes {
-			if !nd.Running() {
-				continue
-			}
-			info := nd.jsz()
-			if info == nil || info.Meta == nil {
-				return fmt.Errorf("node %s: no JetStream cluster information yet", nd.Name)
-			}
-			if info.Meta.Leader == "" {
-				return fmt.Errorf("node %s: no meta leader", nd.Name)
-			}
-			if leader != "" && info.Meta.Leader != leader {
-				return fmt.Errorf("nodes disagree on the meta leader: %s, %s", leader, info.Meta.Leader)
-			}
-			leader = info.Meta.Leader
-			if info.Meta.Leader == nd.Name {
-				current := 0
-				for _, r := range info.Meta.Replicas {
-					if r.Current && !r.Offline {
-						current++
-					}
-				}
-				if want := c.runningCount() - 1; current < want || info.Meta.Size != len(c.Nodes) {
-					return fmt.Errorf("meta leader %s: %d current followers of %d, cluster size %d", nd.Name, current, want, info.Meta.Size)
-				}
-			}
-		}
-		if leader == "" {
-			return fmt.Errorf("no meta leader")
-		}
+// exitedOnItsOwn is errNodeExited with the node's last log lines when its
+// process ended without being stopped, else nil.
+func (nd *Node) exitedOnItsOwn() error {
+	nd.mu.Lock()
+	proc, exited, tail := nd.proc, nd.exited, nd.log
+	nd.mu.Unlock()
+	if proc == nil {
 		return nil
-	})
+	}
+	select {
+	case <-exited:
+		return fmt.Errorf("nats-server node %s %w (%s); its last log lines:\n%s", nd.Name, errNodeExited, proc.ProcessState, tail)
+	default:
+		return nil
+	}
+}
+
+// waitReadyProcesses is WaitReady for OS-process nodes, from their /jsz. It
+// returns at once, wrapping errNodeExited, when a node's process has ended.
+func (c *Cluster) waitReadyProcesses(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, nd := range c.Nodes {
+			if err := nd.exitedOnItsOwn(); err != nil {
+				return err
+			}
+		}
+		err := c.readyProcesses()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			var logs strings.Builder
+			for _, nd := range c.Nodes {
+				if nd.log != nil {
+					fmt.Fprintf(&logs, "\n--- node %s, last log lines:\n%s", nd.Name, nd.log)
+				}
+			}
+			return fmt.Errorf("cluster not ready after %s: %w%s", timeout, err, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) readyProcesses() error {
+	var leader string
+	for _, nd := range c.Nodes {
+		if !nd.Running() {
+			continue
+		}
+		info := nd.jsz()
+		if info == nil || info.Meta == nil {
+			return fmt.Errorf("node %s: no JetStream cluster information yet", nd.Name)
+		}
+		if info.Meta.Leader == "" {
+			return fmt.Errorf("node %s: no meta leader", nd.Name)
+		}
+		if leader != "" && info.Meta.Leader != leader {
+			return fmt.Errorf("nodes disagree on the meta leader: %s, %s", leader, info.Meta.Leader)
+		}
+		leader = info.Meta.Leader
+		if info.Meta.Leader == nd.Name {
+			current := 0
+			for _, r := range info.Meta.Replicas {
+				if r.Current && !r.Offline {
+					current++
+				}
+			}
+			if want := c.runningCount() - 1; current < want || info.Meta.Size != len(c.Nodes) {
+				return fmt.Errorf("meta leader %s: %d current followers of %d, cluster size %d", nd.Name, current, want, info.Meta.Size)
+			}
+		}
+	}
+	if leader == "" {
+		return fmt.Errorf("no meta leader")
+	}
+	return nil
+}
+
+// tailWriter keeps the last max bytes written to it.
+type tailWriter struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if over := len(w.buf) - w.max; over > 0 {
+		w.buf = append(w.buf[:0], w.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.buf)
 }
 
 func (c *Cluster) runningCount() int {

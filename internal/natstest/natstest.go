@@ -3,7 +3,11 @@ package natstest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,9 +36,31 @@ func RunServerIn(tb testing.TB, storeDir string) *server.Server {
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago, for tests
-// that must know a server's address before it starts.
+// that must know a server's address before it starts (a node restarted on
+// its old address, a process told where to listen).
+//
+// The port is drawn at random from below the kernel's ephemeral range
+// (ip_local_port_range), and never twice in one test binary. A port from
+// "127.0.0.1:0" comes from the ephemeral range, where the kernel also picks
+// the local port of every outgoing connection: with tests opening hundreds
+// of connections, one could take the port before the server bound it (CI
+// saw a cluster node that never became ready). Below that range only
+// another listener choosing the same port can.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
+	low := ephemeralLow()
+	for range 200 {
+		p := freePortMin + rand.IntN(low-freePortMin)
+		if _, taken := handedOut.LoadOrStore(p, true); taken {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -42,6 +68,27 @@ func FreePort(tb testing.TB) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// freePortMin keeps FreePort above the well-known ports tests and defaults
+// use (4222, 8222, 9090, …).
+const freePortMin = 10000
+
+// handedOut holds every port FreePort returned in this process.
+var handedOut sync.Map
+
+// ephemeralLow is the lowest port of the kernel's ephemeral range (Linux
+// default 32768; IANA's 49152 where it cannot be read).
+var ephemeralLow = sync.OnceValue(func() int {
+	low := 49152
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
+	}
+	return max(low, freePortMin+1000)
+})
 
 // RunServerOn is RunServerIn on a given port (server.RANDOM_PORT for any).
 func RunServerOn(tb testing.TB, storeDir string, port int) *server.Server {
