@@ -168,8 +168,11 @@ func (c *Cluster) waitReadyProcesses(timeout time.Duration) error {
 		if time.Now().After(deadline) {
 			var logs strings.Builder
 			for _, nd := range c.Nodes {
-				if nd.log != nil {
-					fmt.Fprintf(&logs, "\n--- node %s, last log lines:\n%s", nd.Name, nd.log)
+				nd.mu.Lock()
+				tail := nd.log
+				nd.mu.Unlock()
+				if tail != nil {
+					fmt.Fprintf(&logs, "\n--- node %s, last log lines:\n%s", nd.Name, tail)
 				}
 			}
 			return fmt.Errorf("cluster not ready after %s: %w%s", timeout, err, logs.String())
