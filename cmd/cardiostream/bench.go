@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +29,7 @@ import (
 	"github.com/cardiostream/cardiostream/internal/model"
 	"github.com/cardiostream/cardiostream/internal/natsserver"
 	"github.com/cardiostream/cardiostream/internal/streams"
+	"github.com/cardiostream/cardiostream/internal/tailbuf"
 	"github.com/cardiostream/cardiostream/schemas"
 )
 
@@ -917,7 +917,7 @@ func scrapeJoined(ctx context.Context, addr string) (int, error) {
 // child is a cardiostream process bench started.
 type child struct {
 	cmd    *exec.Cmd
-	stderr *tailBuffer
+	stderr *tailbuf.Buffer
 	done   chan struct{}
 	err    error
 }
@@ -938,7 +938,7 @@ func (b *benchRun) spawnArgs(_ context.Context, args, env []string) (*child, err
 	// Not exec.CommandContext: the child is stopped with SIGTERM so it drains.
 	cmd := exec.Command(b.exe, args...)
 	cmd.Env = append(append([]string{}, b.c.environ...), env...)
-	ch := &child{cmd: cmd, stderr: &tailBuffer{max: 16 << 10}, done: make(chan struct{})}
+	ch := &child{cmd: cmd, stderr: tailbuf.New(16 << 10), done: make(chan struct{})}
 	cmd.Stderr = ch.stderr
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
@@ -989,29 +989,6 @@ func (ch *child) stop() (childUsage, error) {
 		u.maxRSSMB = hwm
 	}
 	return u, ch.err
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = t.b[len(t.b)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }
 
 // printBenchTable prints rep for people.

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardiostream/cardiostream/internal/natsserver"
+	"github.com/cardiostream/cardiostream/internal/tailbuf"
 )
 
 // Account is the account JetStream runs in on test servers (no accounts
@@ -50,9 +51,9 @@ type Node struct {
 	bin      string
 	args     []string
 	httpPort int
-	proc     *exec.Cmd     // nil while down
-	exited   chan struct{} // closed when proc has exited
-	log      *tailWriter   // proc's last log lines
+	proc     *exec.Cmd       // nil while down
+	exited   chan struct{}   // closed when proc has exited
+	log      *tailbuf.Buffer // proc's last log lines
 }
 
 // RunCluster starts an n-node JetStream cluster (file storage, routes on

@@ -10,12 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/cardiostream/cardiostream/internal/tailbuf"
 )
 
 // BuildNATSServer builds the nats-server binary of the module's own
@@ -114,7 +115,7 @@ var errNodeExited = errors.New("exited on its own")
 
 func (nd *Node) startProcess() error {
 	cmd := exec.Command(nd.bin, nd.args...)
-	tail := &tailWriter{max: 8 << 10}
+	tail := tailbuf.New(8 << 10)
 	var logTo io.Writer = tail
 	if os.Getenv("NATSTEST_LOG") != "" {
 		logTo = io.MultiWriter(tail, os.Stderr)
@@ -214,29 +215,6 @@ func (c *Cluster) readyProcesses() error {
 		return fmt.Errorf("no meta leader")
 	}
 	return nil
-}
-
-// tailWriter keeps the last max bytes written to it.
-type tailWriter struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if over := len(w.buf) - w.max; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tailWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
 }
 
 func (c *Cluster) runningCount() int {
