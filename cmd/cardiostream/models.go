@@ -115,15 +115,45 @@ func newFollowerMetrics(reg prometheus.Registerer) (*followerMetrics, error) {
 	return m, nil
 }
 
+// followerRegistry is what the follower uses of *registry.Registry. Unit
+// tests of follow and apply pass a fake whose fetches they can fail, slow
+// down and watch.
+type followerRegistry interface {
+	Pointers(ctx context.Context) (registry.Pointers, error)
+	Watch(ctx context.Context) (<-chan registry.Pointers, error)
+	Fetch(ctx context.Context, version string) (*registry.Artifact, error)
+	Audit(ctx context.Context, e schemas.AuditEntry) error
+}
+
+// retryTicker is what follow uses of a *time.Ticker (the tick channel as a
+// method, so a test can hand it ticks when it chooses).
+type retryTicker interface {
+	Ticks() <-chan time.Time
+	Reset(d time.Duration)
+	Stop()
+}
+
+type timeTicker struct{ *time.Ticker }
+
+func (t timeTicker) Ticks() <-chan time.Time { return t.C }
+
+func newTimeTicker(d time.Duration) retryTicker { return timeTicker{time.NewTicker(d)} }
+
 // modelFollower keeps a scorer's models in line with the registry pointers.
 type modelFollower struct {
-	reg      *registry.Registry
+	reg      followerRegistry
 	js       jetstream.JetStream // for the prefetch watch of versions.> in the registry bucket
 	bucket   string
 	fallback scorer.Model
 	actor    string
 	log      *slog.Logger
 	met      *followerMetrics
+
+	// retryEvery is how long after an attempt ended a degraded follower
+	// tries the refused pointers again (refusedRetry); newTicker makes the
+	// ticker that says when (newTimeTicker). Unit tests replace them.
+	retryEvery time.Duration
+	newTicker  func(time.Duration) retryTicker
 
 	// problem says why the scorer is degraded ("" when not); Ready reads it
 	// without waiting for an apply in progress (which may be fetching).
@@ -139,13 +169,20 @@ type modelFollower struct {
 }
 
 func newModelFollower(reg *registry.Registry, js jetstream.JetStream, fallback scorer.Model, actor string, promReg prometheus.Registerer, log *slog.Logger) (*modelFollower, error) {
+	return newFollower(reg, js, reg.Config().PointersBucket, fallback, actor, promReg, log)
+}
+
+// newFollower is newModelFollower on any followerRegistry (js and bucket
+// serve only run's prefetch).
+func newFollower(reg followerRegistry, js jetstream.JetStream, bucket string, fallback scorer.Model, actor string, promReg prometheus.Registerer, log *slog.Logger) (*modelFollower, error) {
 	met, err := newFollowerMetrics(promReg)
 	if err != nil {
 		return nil, err
 	}
 	return &modelFollower{
-		reg: reg, js: js, bucket: reg.Config().PointersBucket, fallback: fallback, actor: actor, met: met,
-		log:    log.With("component", "model_follower"),
+		reg: reg, js: js, bucket: bucket, fallback: fallback, actor: actor, met: met,
+		log:        log.With("component", "model_follower"),
+		retryEvery: refusedRetry, newTicker: newTimeTicker,
 		active: &servedModel{m: fallback},
 		cache:  map[string]scorer.Model{}, counted: map[string]bool{}, audited: map[string]bool{},
 	}, nil
@@ -220,7 +257,7 @@ func (f *modelFollower) run(ctx context.Context) error {
 // against the pointer moving on (it did, at random, under -race: the
 // scorer kept retrying 1.1.0 for minutes after the pointer went back).
 func (f *modelFollower) follow(ctx context.Context, ch <-chan registry.Pointers) {
-	retry := time.NewTicker(refusedRetry)
+	retry := f.newTicker(f.retryEvery)
 	defer retry.Stop()
 	var last *registry.Pointers
 	for {
@@ -232,7 +269,7 @@ func (f *modelFollower) follow(ctx context.Context, ch <-chan registry.Pointers)
 				return
 			}
 			last = &p
-		case <-retry.C:
+		case <-retry.Ticks():
 			select {
 			case p, ok := <-ch:
 				if !ok {
@@ -246,7 +283,7 @@ func (f *modelFollower) follow(ctx context.Context, ch <-chan registry.Pointers)
 			}
 		}
 		f.apply(ctx, *last)
-		retry.Reset(refusedRetry) // the next retry comes refusedRetry after this attempt ended
+		retry.Reset(f.retryEvery) // the next retry comes retryEvery after this attempt ended
 	}
 }
 
