@@ -300,6 +300,9 @@ func (f *modelFollower) apply(ctx context.Context, p registry.Pointers) {
 	var changed []*registry.Pointer
 	if p.Active != nil && pointerKey(p.Active) != f.active.key {
 		m, err := f.load(ctx, p.Active)
+		if err != nil && ctx.Err() != nil {
+			return // shutting down: a fetch cut short is no refusal (no log, count, audit or degradation)
+		}
 		if err != nil {
 			problems = append(problems, f.refuse(ctx, "active", p.Active, f.active.version(), err))
 		} else {
@@ -316,6 +319,9 @@ func (f *modelFollower) apply(ctx context.Context, p registry.Pointers) {
 		shadow = nil
 	case f.shadow == nil || pointerKey(p.Shadow) != f.shadow.key:
 		m, err := f.load(ctx, p.Shadow)
+		if err != nil && ctx.Err() != nil {
+			return // shutting down: a fetch cut short is no refusal (no log, count, audit or degradation)
+		}
 		if err != nil {
 			problems = append(problems, f.refuse(ctx, "shadow", p.Shadow, f.shadow.version(), err))
 		} else {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cardiostream/cardiostream/internal/registry"
 	"github.com/cardiostream/cardiostream/schemas"
@@ -248,6 +249,15 @@ func (r *followRun) serving(t *testing.T) string {
 	return r.f.active.version()
 }
 
+// refusals is cardiostream_scorer_artifact_refusals_total over every reason.
+func (r *followRun) refusals() float64 {
+	var n float64
+	for _, reason := range refusalReasons {
+		n += testutil.ToFloat64(r.f.met.refusals.WithLabelValues(reason))
+	}
+	return n
+}
+
 // exited reports whether follow has returned.
 func (r *followRun) exited() bool {
 	select {
@@ -476,6 +486,7 @@ func TestFollowReturnsPromptly(t *testing.T) {
 				if r.exited() {
 					t.Fatal("follow returned before it was stopped")
 				}
+				readyBefore, refusalsBefore := r.f.Ready(), r.refusals()
 				began := time.Now()
 				tc.stop(r)
 				synctest.Wait()
@@ -484,6 +495,14 @@ func TestFollowReturnsPromptly(t *testing.T) {
 				}
 				if d := time.Since(began); d != 0 {
 					t.Errorf("follow returned %v (bubble clock) after it was stopped; want at once", d)
+				}
+				// A fetch cut short by the shutdown is no refusal: /readyz and
+				// the refusal counter stay as they were.
+				if got := r.f.Ready(); fmt.Sprint(got) != fmt.Sprint(readyBefore) {
+					t.Errorf("Ready() = %v after the stop, %v before", got, readyBefore)
+				}
+				if got := r.refusals(); got != refusalsBefore {
+					t.Errorf("cardiostream_scorer_artifact_refusals_total = %v after the stop, %v before", got, refusalsBefore)
 				}
 			})
 		})
