@@ -375,6 +375,8 @@ func TestFollowRetriesRefusedArtifact(t *testing.T) {
 		// fetch makes the 1.1.0 fetch fail (taking its time) until repaired.
 		fetch    func(reg *fakeRegistry)
 		failures int // attempts that fail before the artifact is repaired
+		// every is the follower's retryEvery; 0 leaves refusedRetry.
+		every time.Duration
 	}{
 		{name: "refused at once (not found)", fetch: func(reg *fakeRegistry) {
 			reg.slow("1.1.0", 0, fmt.Errorf("%w: version 1.1.0", registry.ErrNotFound))
@@ -383,25 +385,30 @@ func TestFollowRetriesRefusedArtifact(t *testing.T) {
 		{name: "each attempt hangs 30 s (longer than refusedRetry)", fetch: func(reg *fakeRegistry) {
 			reg.slow("1.1.0", 30*time.Second, errUnreachable)
 		}, failures: 3},
+		{name: "retryEvery 1 min, each attempt hangs 5 s", fetch: func(reg *fakeRegistry) { reg.slow("1.1.0", 5*time.Second, errUnreachable) }, failures: 3, every: time.Minute},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				reg := newFakeRegistry()
 				r := startFollow(t, reg, nil)
+				every := refusedRetry
+				if tc.every != 0 {
+					every, r.f.retryEvery = tc.every, tc.every
+				}
 				reg.serve(r.arts["1.0.0"])
 				r.point("1.0.0")
 				// Not degraded: no retries, however long.
-				time.Sleep(5 * refusedRetry)
+				time.Sleep(5 * every)
 				if n := len(reg.fetches("1.0.0")); n != 1 {
 					t.Fatalf("1.0.0 fetched %d times while served cleanly; want 1", n)
 				}
 
 				tc.fetch(reg)
 				r.point("1.1.0")
-				for deadline := time.Now().Add(10 * refusedRetry * time.Duration(tc.failures)); len(reg.fetches("1.1.0")) < tc.failures; {
+				for deadline := time.Now().Add(10 * every * time.Duration(tc.failures)); len(reg.fetches("1.1.0")) < tc.failures; {
 					if time.Now().After(deadline) {
-						t.Fatalf("1.1.0 fetched %d times within %v (bubble clock), want %d", len(reg.fetches("1.1.0")), 10*refusedRetry*time.Duration(tc.failures), tc.failures)
+						t.Fatalf("1.1.0 fetched %d times within %v (bubble clock), want %d", len(reg.fetches("1.1.0")), 10*every*time.Duration(tc.failures), tc.failures)
 					}
 					time.Sleep(time.Second)
 				}
@@ -409,9 +416,9 @@ func TestFollowRetriesRefusedArtifact(t *testing.T) {
 				// Repair 1.1.0 (while the next attempt is not running: each
 				// attempt is a fresh call to the fetch set now).
 				reg.serve(r.arts["1.1.0"])
-				for deadline := time.Now().Add(10 * refusedRetry); len(reg.fetches("1.1.0")) <= tc.failures; {
+				for deadline := time.Now().Add(10 * every); len(reg.fetches("1.1.0")) <= tc.failures; {
 					if time.Now().After(deadline) {
-						t.Fatalf("the repaired 1.1.0 was not fetched within %v (bubble clock)", 10*refusedRetry)
+						t.Fatalf("the repaired 1.1.0 was not fetched within %v (bubble clock)", 10*every)
 					}
 					time.Sleep(time.Second)
 				}
@@ -422,12 +429,12 @@ func TestFollowRetriesRefusedArtifact(t *testing.T) {
 					t.Fatalf("1.1.0 fetched %d times, want %d failures and the repaired one", len(calls), tc.failures)
 				}
 				for i := 1; i < len(calls); i++ {
-					if gap := calls[i].began.Sub(calls[i-1].ended); gap != refusedRetry {
-						t.Errorf("attempt %d began %v after attempt %d ended; want refusedRetry (%v)", i+1, gap, i, refusedRetry)
+					if gap := calls[i].began.Sub(calls[i-1].ended); gap != every {
+						t.Errorf("attempt %d began %v after attempt %d ended; want retryEvery (%v)", i+1, gap, i, every)
 					}
 				}
 				// Served cleanly: the retries stop.
-				time.Sleep(10 * refusedRetry)
+				time.Sleep(10 * every)
 				if n := len(reg.fetches("1.1.0")); n != tc.failures+1 {
 					t.Errorf("1.1.0 fetched %d times after it was served; want no more than %d", n, tc.failures+1)
 				}
