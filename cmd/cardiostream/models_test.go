@@ -192,9 +192,10 @@ type followRun struct {
 	done   chan struct{}
 }
 
-// startFollow starts follow in the current bubble; tick nil means the
-// production ticker (on the bubble's clock).
-func startFollow(t *testing.T, reg *fakeRegistry, tick retryTicker) *followRun {
+// startFollow starts follow in the current bubble, after configure (when
+// not nil) changed the follower; else it runs with the production ticker
+// (on the bubble's clock) and refusedRetry.
+func startFollow(t *testing.T, reg *fakeRegistry, configure func(f *modelFollower)) *followRun {
 	t.Helper()
 	arts, err := testArtifacts()
 	if err != nil {
@@ -204,8 +205,8 @@ func startFollow(t *testing.T, reg *fakeRegistry, tick retryTicker) *followRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tick != nil {
-		f.newTicker = func(time.Duration) retryTicker { return tick }
+	if configure != nil {
+		configure(f)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	r := &followRun{f: f, reg: reg, arts: arts, ch: make(chan registry.Pointers, 1), cancel: cancel, done: make(chan struct{})}
@@ -326,13 +327,12 @@ func TestFollowNewStateGoesBeforeARetry(t *testing.T) {
 			for range trials {
 				synctest.Test(t, func(t *testing.T) {
 					reg := newFakeRegistry()
-					var mt *manualTicker
-					var tick retryTicker
+					mt := &manualTicker{c: make(chan time.Time, 1)}
+					var configure func(f *modelFollower)
 					if tc.manual {
-						mt = &manualTicker{c: make(chan time.Time, 1)}
-						tick = mt
+						configure = func(f *modelFollower) { f.newTicker = func(time.Duration) retryTicker { return mt } }
 					}
-					r := startFollow(t, reg, tick)
+					r := startFollow(t, reg, configure)
 					reg.serve(r.arts["1.0.0"])
 					r.point("1.0.0")
 					r.wantServing(t, "1.0.0", false)
@@ -391,11 +391,11 @@ func TestFollowRetriesRefusedArtifact(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				reg := newFakeRegistry()
-				r := startFollow(t, reg, nil)
 				every := refusedRetry
 				if tc.every != 0 {
-					every, r.f.retryEvery = tc.every, tc.every
+					every = tc.every
 				}
+				r := startFollow(t, reg, func(f *modelFollower) { f.retryEvery = every })
 				reg.serve(r.arts["1.0.0"])
 				r.point("1.0.0")
 				// Not degraded: no retries, however long.
