@@ -369,13 +369,28 @@ const labelRule = "must be 0 (no heart disease) or 1 (heart disease)"
 // Errors are reported as for DecodeRecord; on failure the Outcome carries
 // only the record id, when valid.
 func DecodeOutcome(data []byte) (Outcome, error) {
-	o := Outcome{SchemaVersion: Version}
+	var sd SummaryDecoder
+	v, err := sd.Outcome(data)
+	o := Outcome{SchemaVersion: Version, RecordID: string(v.RecordID)}
+	if err != nil {
+		return o, err
+	}
+	// Rebuilt from its parts rather than copied: escape analysis does not
+	// tell v's fields apart, and copying one that holds a pointer would move
+	// sd, whose buffers v's record id may point into, to the heap.
+	o.Label, o.ObservedAt = v.Label, time.Unix(v.ObservedAt.Unix(), int64(v.ObservedAt.Nanosecond())).UTC()
+	return o, nil
+}
+
+// Outcome decodes an outcome as DecodeOutcome does. On failure the view
+// carries only the record id, when valid.
+func (sd *SummaryDecoder) Outcome(data []byte) (OutcomeView, error) {
+	var o OutcomeView
 	if len(data) > MaxRecordBytes {
 		return o, tooLarge(len(data))
 	}
-	var d decoder
+	d := sd.reset(data)
 	s := &d.s
-	s.data = data
 	var id []byte
 	var seen uint16
 	if s.begin() {
@@ -407,10 +422,10 @@ func DecodeOutcome(data []byte) (Outcome, error) {
 		}
 		d.finish(seen, required{mID, "record_id", "is required"}, required{mLabel, "label", "is required"}, required{mObservedAt, "observed_at", "is required"})
 	}
-	o.RecordID = string(id)
 	if err := s.err(); err != nil {
-		return Outcome{SchemaVersion: Version, RecordID: o.RecordID}, err
+		return OutcomeView{RecordID: id}, err
 	}
+	o.RecordID = id
 	return o, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -125,8 +126,15 @@ func FuzzDecodeRecord(f *testing.F) {
 func FuzzDecodeOutcome(f *testing.F) {
 	addSeeds(f, KindOutcome)
 	schemas := compileSchemas(f)
+	var reused SummaryDecoder
 	f.Fuzz(func(t *testing.T, data []byte) {
 		o, err := DecodeOutcome(data)
+		// A decoder reused after other payloads reads each one the same.
+		_, _ = reused.Prediction(data)
+		if v, rerr := reused.Outcome(data); fmt.Sprint(err) != fmt.Sprint(rerr) || string(v.RecordID) != o.RecordID ||
+			err == nil && (v.Label != o.Label || !v.ObservedAt.Equal(o.ObservedAt)) {
+			t.Fatalf("%q: reused decoder %+v, %v; DecodeOutcome %+v, %v", data, v, rerr, o, err)
+		}
 		if err != nil {
 			checkRejection(t, err)
 			if o.RecordID != "" && !ValidID(o.RecordID) {

@@ -1,6 +1,9 @@
 package schemas
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // PredictionSummary is what the monitor needs from a Prediction: the record
 // it is for, the label, the latency and the model version.
@@ -22,10 +25,55 @@ type PredictionSummary struct {
 // per field, as for DecodeRecord; duplicate keys among the summary fields are
 // refused.
 func DecodePredictionSummary(data []byte) (PredictionSummary, error) {
-	var p PredictionSummary
-	var d decoder
+	var sd SummaryDecoder
+	v, err := sd.Prediction(data)
+	if err != nil {
+		return PredictionSummary{}, err
+	}
+	return PredictionSummary{RecordID: string(v.RecordID), Label: v.Label, LatencyMS: v.LatencyMS, ModelVersion: string(v.ModelVersion)}, nil
+}
+
+// SummaryDecoder decodes what the monitor reads, prediction summaries and
+// outcomes, with the checks and problems of DecodePredictionSummary and
+// DecodeOutcome (which use it), but without allocating when the payload is
+// valid: the strings it returns are slices of the payload, or of the
+// decoder's own buffers when they were escaped, valid until its next call
+// (and while the payload is unchanged). One per goroutine: it is not safe for
+// concurrent use.
+type SummaryDecoder struct {
+	d  decoder
+	vb [MaxIDLength]byte // model.version, unescaped (d.idb holds the record id)
+}
+
+// PredictionSummaryView is a PredictionSummary whose strings are slices; see
+// SummaryDecoder for how long they are valid.
+type PredictionSummaryView struct {
+	RecordID     []byte
+	Label        int
+	LatencyMS    float64
+	ModelVersion []byte
+}
+
+// OutcomeView is an Outcome whose record id is a slice; see SummaryDecoder
+// for how long it is valid.
+type OutcomeView struct {
+	RecordID   []byte
+	Label      int
+	ObservedAt time.Time
+}
+
+// reset prepares the decoder for data. Its buffers are not cleared: every
+// use writes before it reads.
+func (sd *SummaryDecoder) reset(data []byte) *decoder {
+	sd.d.s = scanner{data: data}
+	return &sd.d
+}
+
+// Prediction decodes a prediction's summary as DecodePredictionSummary does.
+func (sd *SummaryDecoder) Prediction(data []byte) (PredictionSummaryView, error) {
+	var p PredictionSummaryView
+	d := sd.reset(data)
 	s := &d.s
-	s.data = data
 	var id []byte
 	var seen uint16
 	const mLatency, mModel = 1 << 14, 1 << 15
@@ -50,7 +98,9 @@ func DecodePredictionSummary(data []byte) (PredictionSummary, error) {
 				}
 			case "model":
 				if !d.dup(&seen, mModel, "model") {
-					p.ModelVersion = d.modelVersion()
+					// Its own buffer: an escaped version must not
+					// overwrite an escaped record id in d.idb.
+					p.ModelVersion = d.modelVersion(sd.vb[:])
 				}
 			default:
 				// Other members are checked, not named: naming one would
@@ -61,9 +111,9 @@ func DecodePredictionSummary(data []byte) (PredictionSummary, error) {
 		d.finish(seen, required{mID, "record_id", "is required"}, required{mLabel, "label", "is required"})
 	}
 	if err := s.err(); err != nil {
-		return PredictionSummary{}, err
+		return PredictionSummaryView{}, err
 	}
-	p.RecordID = string(id)
+	p.RecordID = id
 	return p, nil
 }
 
@@ -80,16 +130,16 @@ func (d *decoder) latency() float64 {
 	return v
 }
 
-// modelVersion reads the model object and returns its version; its other
-// members are skipped.
-func (d *decoder) modelVersion() string {
+// modelVersion reads the model object and returns its version, unescaped
+// into buf when needed; its other members are skipped.
+func (d *decoder) modelVersion(buf []byte) []byte {
 	s := &d.s
 	if s.kind() != kindObject {
 		s.wrongType("model", "must be an object")
-		return ""
+		return nil
 	}
 	s.pos++
-	var version string
+	var version []byte
 	seen := false
 	for first := true; ; first = false {
 		key, ok := s.member(first, d.kbuf[:])
@@ -112,7 +162,7 @@ func (d *decoder) modelVersion() string {
 			s.wrongType("model.version", "must be a string")
 			continue
 		}
-		val, full, ok := s.stringValue(d.idb[:])
+		val, full, ok := s.stringValue(buf)
 		if !ok {
 			break
 		}
@@ -120,7 +170,7 @@ func (d *decoder) modelVersion() string {
 			s.addValue("model.version", "must be at most "+strconv.Itoa(MaxIDLength)+" bytes")
 			continue
 		}
-		version = string(val)
+		version = val
 	}
 	return version
 }

@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,10 @@ func TestDecodePredictionSummary(t *testing.T) {
 	}{
 		{name: "scorer output", in: string(full), want: PredictionSummary{RecordID: "r-1", Label: 1, LatencyMS: 2.5, ModelVersion: "1.1.0"}},
 		{name: "minimal", in: `{"record_id":"a","label":0}`, want: PredictionSummary{RecordID: "a"}},
+		// Regression: the version was unescaped into the record id's buffer,
+		// so an escaped version overwrote an escaped record id ("v.2").
+		{name: "escaped id and version", in: `{"record_id":"r\u002d1","label":1,"model":{"version":"v\u002e2"}}`,
+			want: PredictionSummary{RecordID: "r-1", Label: 1, ModelVersion: "v.2"}},
 		{name: "escaped key and nested unknowns", in: `{"record\u005fid":"a","x":{"y":[1,{"z":null}]},"label":1,"model":{"v":[],"version":"2"}}`,
 			want: PredictionSummary{RecordID: "a", Label: 1, ModelVersion: "2"}},
 		{name: "missing", in: `{"latency_ms":1}`, wantErr: []string{"record_id", "label"}},
@@ -65,8 +71,16 @@ func FuzzDecodePredictionSummary(f *testing.F) {
 	f.Add(full)
 	f.Add([]byte(`{"record_id":"a","label":0,"model":{"version":"\u0032"}}`))
 	f.Add([]byte(`{"record_id":"a","label":1.0,"latency_ms":1e3}`))
+	var reused SummaryDecoder
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := DecodePredictionSummary(data)
+		// A decoder reused after other payloads reads each one the same.
+		_, _ = reused.Outcome(data)
+		v, rerr := reused.Prediction(data)
+		if fmt.Sprint(err) != fmt.Sprint(rerr) || err == nil && (string(v.RecordID) != got.RecordID || v.Label != got.Label ||
+			v.LatencyMS != got.LatencyMS && !(math.IsNaN(v.LatencyMS) && math.IsNaN(got.LatencyMS)) || string(v.ModelVersion) != got.ModelVersion) {
+			t.Fatalf("%q: reused decoder %+v, %v; DecodePredictionSummary %+v, %v", data, v, rerr, got, err)
+		}
 		if err != nil {
 			return
 		}
@@ -99,4 +113,32 @@ func FuzzDecodePredictionSummary(f *testing.F) {
 			t.Fatalf("%q: got %+v, encoding/json reads %+v", data, got, p)
 		}
 	})
+}
+
+// TestSummaryDecoderAllocations: the monitor's decoders allocate nothing for
+// a valid payload, whatever it had escaped.
+func TestSummaryDecoderAllocations(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	pred, _ := json.Marshal(Prediction{SchemaVersion: Version, RecordID: "r-1", Source: "s", Probability: 0.7, Label: 1, Threshold: 0.5,
+		Model: ModelRef{Name: "heart-xgb", Version: "1.1.0"}, ReceivedAt: at, ScoredAt: at, LatencyMS: 2.5, Deliveries: 1})
+	escaped := []byte(`{"record_id":"r\u002d1","label":1,"model":{"version":"v\u002e2"}}`)
+	out := []byte(`{"schema_version":1,"record_id":"r\u002d1","label":0,"observed_at":"2026-01-01T00:00:00Z"}`)
+	var sd SummaryDecoder
+	for name, decode := range map[string]func() error{
+		"prediction":         func() error { _, err := sd.Prediction(pred); return err },
+		"escaped prediction": func() error { _, err := sd.Prediction(escaped); return err },
+		"outcome":            func() error { _, err := sd.Outcome(out); return err },
+	} {
+		if n := testing.AllocsPerRun(100, func() {
+			if err := decode(); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%s: %v allocations, want 0", name, n)
+		}
+	}
+	o, err := sd.Outcome(out)
+	if err != nil || string(o.RecordID) != "r-1" || o.Label != 0 || !o.ObservedAt.Equal(at) {
+		t.Fatalf("outcome %+v, %v", o, err)
+	}
 }
