@@ -60,17 +60,19 @@ func BenchmarkFoldJoin(b *testing.B) {
 		b.Fatal(err)
 	}
 	out := []byte(`{"schema_version":1,"record_id":"r-00000000","label":0,"observed_at":"2026-01-01T00:00:00Z"}`)
+	// One decoder for all, as each reader has.
+	dec := newInputDecoder()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		// Same-length ids: patch the id in place.
 		copy(pred[bytes.Index(pred, []byte("r-")):], ids[i])
 		copy(out[bytes.Index(out, []byte("r-")):], ids[i])
-		p, err := decodePrediction(pred, "s")
+		p, err := dec.prediction(pred, "s")
 		if err != nil {
 			b.Fatal(err)
 		}
-		o, err := decodeOutcome(out, "s")
+		o, err := dec.outcome(out, "s")
 		if err != nil {
 			b.Fatal(err)
 		}

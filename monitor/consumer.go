@@ -22,8 +22,36 @@ type reader struct {
 	stream  string
 	filters []string
 	// sources caches what each subject means (kind, source); owned by the
-	// reader's one callback goroutine.
+	// reader's one callback goroutine, like dec.
 	sources map[string]subjectKind
+	dec     *inputDecoder
+}
+
+// inputDecoder is a reader's decoding state, reused message after message so
+// that a valid prediction or outcome allocates nothing.
+type inputDecoder struct {
+	sd schemas.SummaryDecoder
+	// versions interns the model versions seen (a handful), so that a
+	// prediction's version is not a new string each time.
+	versions map[string]string
+}
+
+func newInputDecoder() *inputDecoder {
+	return &inputDecoder{versions: map[string]string{}}
+}
+
+func (d *inputDecoder) version(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if v, ok := d.versions[string(b)]; ok {
+		return v
+	}
+	v := string(b)
+	if len(d.versions) < maxInterned {
+		d.versions[v] = v
+	}
+	return v
 }
 
 func (m *Monitor) readers() []reader {
@@ -59,7 +87,7 @@ func (m *Monitor) decodeInput(r reader, msg jetstream.Msg) (event, string, error
 		// A reader's messages come from a handful of sources: remember
 		// what each subject means rather than parse it every time.
 		if s, ok := r.sources[subject]; ok {
-			return decodeFor(s.kind, msg.Data(), s.source)
+			return decodeFor(r.dec, s.kind, msg.Data(), s.source)
 		}
 		ev, label, err := m.decodeInputSlow(r, msg, subject)
 		if err == nil && len(r.sources) < maxCachedSubjects {
@@ -75,16 +103,16 @@ const maxCachedSubjects = 4096
 
 type subjectKind struct{ kind, source string }
 
-func decodeFor(kind string, data []byte, source string) (event, string, error) {
+func decodeFor(d *inputDecoder, kind string, data []byte, source string) (event, string, error) {
 	switch kind {
 	case kindShadow:
-		ev, err := decodeShadow(data, source)
+		ev, err := d.shadow(data, source)
 		return ev, "shadow", err
 	case kindPrediction:
-		ev, err := decodePrediction(data, source)
+		ev, err := d.prediction(data, source)
 		return ev, "predictions", err
 	case kindOutcome:
-		ev, err := decodeOutcome(data, source)
+		ev, err := d.outcome(data, source)
 		return ev, "outcomes", err
 	default:
 		ev, err := decodeDeadLetter(data, source)
@@ -96,16 +124,16 @@ func (m *Monitor) decodeInputSlow(r reader, msg jetstream.Msg, subject string) (
 	switch r.name {
 	case "predictions":
 		if source, ok := m.subjects.SourceOf(schemas.ShadowKind, subject); ok {
-			ev, err := decodeShadow(msg.Data(), source)
+			ev, err := r.dec.shadow(msg.Data(), source)
 			return ev, "shadow", err
 		}
 		if source, ok := m.subjects.SourceOf("predictions", subject); ok {
-			ev, err := decodePrediction(msg.Data(), source)
+			ev, err := r.dec.prediction(msg.Data(), source)
 			return ev, "predictions", err
 		}
 	case "outcomes":
 		if source, ok := m.subjects.SourceOf("outcomes", subject); ok {
-			ev, err := decodeOutcome(msg.Data(), source)
+			ev, err := r.dec.outcome(msg.Data(), source)
 			return ev, "outcomes", err
 		}
 	case "deadletter":
@@ -151,37 +179,53 @@ func (m *Monitor) consumerConfig(in input) jetstream.ConsumerConfig {
 	}
 }
 
+// decodePrediction, decodeShadow and decodeOutcome decode one input with a
+// fresh decoder (tests); the readers reuse theirs.
 func decodePrediction(data []byte, source string) (event, error) {
-	// The summary decoder reads only what the monitor needs, and refuses a
-	// record id no record can have (the scorer only writes valid ones): a
-	// forged prediction must not make the monitor hold a 70 KB id.
-	p, err := schemas.DecodePredictionSummary(data)
-	if err != nil {
-		return event{}, fmt.Errorf("%w: prediction: %w", errInvalidInput, err)
-	}
-	return event{Kind: kindPrediction, Source: source, RecordID: p.RecordID, Label: p.Label, LatencyMS: p.LatencyMS, Version: p.ModelVersion}, nil
+	return newInputDecoder().prediction(data, source)
 }
 
 func decodeShadow(data []byte, source string) (event, error) {
-	p, err := schemas.DecodePredictionSummary(data)
-	if err != nil {
-		return event{}, fmt.Errorf("%w: shadow prediction: %w", errInvalidInput, err)
-	}
-	if p.ModelVersion == "" {
-		return event{}, fmt.Errorf("%w: shadow prediction: model.version is empty", errInvalidInput)
-	}
-	return event{Kind: kindShadow, Source: source, RecordID: p.RecordID, Label: p.Label, Version: p.ModelVersion}, nil
+	return newInputDecoder().shadow(data, source)
 }
 
 func decodeOutcome(data []byte, source string) (event, error) {
-	o, err := schemas.DecodeOutcome(data)
+	return newInputDecoder().outcome(data, source)
+}
+
+func (d *inputDecoder) prediction(data []byte, source string) (event, error) {
+	// The summary decoder reads only what the monitor needs, and refuses a
+	// record id no record can have (the scorer only writes valid ones): a
+	// forged prediction must not make the monitor hold a 70 KB id.
+	p, err := d.sd.Prediction(data)
+	if err != nil {
+		return event{}, fmt.Errorf("%w: prediction: %w", errInvalidInput, err)
+	}
+	return event{Kind: kindPrediction, Source: source, key: keyOfBytes(source, p.RecordID), keyed: true,
+		Label: p.Label, LatencyMS: p.LatencyMS, Version: d.version(p.ModelVersion)}, nil
+}
+
+func (d *inputDecoder) shadow(data []byte, source string) (event, error) {
+	p, err := d.sd.Prediction(data)
+	if err != nil {
+		return event{}, fmt.Errorf("%w: shadow prediction: %w", errInvalidInput, err)
+	}
+	if len(p.ModelVersion) == 0 {
+		return event{}, fmt.Errorf("%w: shadow prediction: model.version is empty", errInvalidInput)
+	}
+	return event{Kind: kindShadow, Source: source, key: keyOfBytes(source, p.RecordID), keyed: true,
+		Label: p.Label, Version: d.version(p.ModelVersion)}, nil
+}
+
+func (d *inputDecoder) outcome(data []byte, source string) (event, error) {
+	o, err := d.sd.Outcome(data)
 	if err != nil {
 		return event{}, fmt.Errorf("%w: outcome: %w", errInvalidInput, err)
 	}
-	if o.RecordID == "" || !validLabel(o.Label) {
+	if len(o.RecordID) == 0 || !validLabel(o.Label) {
 		return event{}, fmt.Errorf("%w: outcome: record_id empty or label %d not 0/1", errInvalidInput, o.Label)
 	}
-	return event{Kind: kindOutcome, Source: source, RecordID: o.RecordID, Label: o.Label}, nil
+	return event{Kind: kindOutcome, Source: source, key: keyOfBytes(source, o.RecordID), keyed: true, Label: o.Label}, nil
 }
 
 func decodeDeadLetter(data []byte, source string) (event, error) {

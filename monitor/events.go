@@ -40,6 +40,11 @@ type event struct {
 	Kind     string
 	Source   string
 	RecordID string
+	// key is the join key of (Source, RecordID) when keyed: the decoders
+	// set it from the payload's bytes and leave RecordID empty, so that an
+	// input allocates no string for its id.
+	key   joinKey
+	keyed bool
 	// At is the monitor's clock when the event was folded: it ages the
 	// windows and the pending joins.
 	At time.Time

@@ -36,13 +36,34 @@ func FuzzDecodeInputs(f *testing.F) {
 			}
 			return
 		}
-		if ev.Kind != kindShadow && !(schemas.ValidID(ev.RecordID) || ev.Kind == kindDeadLetter && ev.RecordID == "") {
-			t.Fatalf("accepted record id %q", ev.RecordID)
+		// The record id of a prediction or an outcome is only in its key:
+		// the string decoders must accept the payload too, with a valid id
+		// of that key.
+		id := ev.RecordID
+		switch ev.Kind {
+		case kindPrediction, kindShadow:
+			p, perr := schemas.DecodePredictionSummary(data)
+			if perr != nil || ev.Label != p.Label || ev.LatencyMS != p.LatencyMS && ev.Kind == kindPrediction || ev.Version != p.ModelVersion {
+				t.Fatalf("accepted as %+v; DecodePredictionSummary: %+v, %v", ev, p, perr)
+			}
+			id = p.RecordID
+		case kindOutcome:
+			o, oerr := schemas.DecodeOutcome(data)
+			if oerr != nil || ev.Label != o.Label {
+				t.Fatalf("accepted as %+v; DecodeOutcome: %+v, %v", ev, o, oerr)
+			}
+			id = o.RecordID
+		}
+		if ev.Kind != kindDeadLetter && (!ev.keyed || ev.key != keyOf("s", id)) {
+			t.Fatalf("event %+v: not keyed by record id %q", ev, id)
+		}
+		if !(schemas.ValidID(id) || ev.Kind == kindDeadLetter && id == "") {
+			t.Fatalf("accepted record id %q", id)
 		}
 		ev.At = at
 		a, j := newAggregator(DefaultConfig()), newJoiner(DefaultConfig())
 		j.fold(a, ev)
-		j.fold(a, event{Kind: kindOutcome, Source: "s", RecordID: ev.RecordID, At: at, Label: 1})
+		j.fold(a, event{Kind: kindOutcome, Source: "s", RecordID: id, At: at, Label: 1})
 		_ = a.window(at)
 		_ = a.pending(sidePrediction, at)
 	})

@@ -32,7 +32,7 @@ func TestLateDuplicateIsNotCountedAgain(t *testing.T) {
 	clock.Advance(2 * time.Second)
 	r.m.mu.Lock()
 	r.m.join.prune(clock.Now())
-	open, done := len(r.m.join.open), len(r.m.join.done)
+	open, done := r.m.join.sizes()
 	r.m.mu.Unlock()
 	if open != 0 || done != 1 {
 		t.Fatalf("after the deadline: %d open entries and %d resolved records, want 0 and 1", open, done)
@@ -61,7 +61,7 @@ func TestLateDuplicateIsNotCountedAgain(t *testing.T) {
 	clock.Advance(cfg.JoinedTTL + time.Second)
 	r.m.mu.Lock()
 	r.m.join.prune(clock.Now())
-	done = len(r.m.join.done)
+	_, done = r.m.join.sizes()
 	r.m.mu.Unlock()
 	if done != 0 {
 		t.Errorf("%d resolved records remembered past joined_ttl, want 0", done)

@@ -308,7 +308,7 @@ func (m *Monitor) startReaders(ctx context.Context, targets map[string]uint64) (
 		}
 	}
 	for i, r := range readers {
-		r.sources = map[string]subjectKind{}
+		r.sources, r.dec = map[string]subjectKind{}, newInputDecoder()
 		m.mu.Lock()
 		from := m.agg.st.Positions[r.name]
 		m.mu.Unlock()
@@ -352,7 +352,9 @@ func (m *Monitor) startReaders(ctx context.Context, targets map[string]uint64) (
 // exactly the inputs up to it. It reports whether the reader has caught up
 // with its stream (the start-up target, or nothing pending).
 func (m *Monitor) fold(r reader, msg jetstream.Msg, errs *errorLog, target uint64) bool {
-	meta, err := msg.Metadata()
+	// The reply subject's sequence, timestamp and pending count, read
+	// without jetstream's Metadata (which allocates and parses every token).
+	meta, err := parseAckReply(msg.Reply())
 	if err != nil {
 		errs.failed(err)
 		return false
@@ -361,27 +363,27 @@ func (m *Monitor) fold(r reader, msg jetstream.Msg, errs *errorLog, target uint6
 	late := false
 	m.mu.Lock()
 	if derr == nil {
-		ev.At, ev.Ord = m.now(), meta.Timestamp.UnixNano()
+		ev.At, ev.Ord = m.now(), meta.timestamp
 		late = !m.join.fold(m.agg, ev)
 	}
-	m.agg.st.Positions[r.name] = meta.Sequence.Stream
+	m.agg.st.Positions[r.name] = meta.streamSeq
 	m.mu.Unlock()
 	switch {
 	case errors.Is(derr, errNotInput):
-		m.log.Debug("message on an input stream with a subject the monitor does not read; skipped", "input", label, "stream_sequence", meta.Sequence.Stream, "err", derr)
+		m.log.Debug("message on an input stream with a subject the monitor does not read; skipped", "input", label, "stream_sequence", meta.streamSeq, "err", derr)
 	case derr != nil:
 		m.metrics.invalid[label].Inc()
-		m.log.Warn("invalid input message; not counted", "input", label, "stream_sequence", meta.Sequence.Stream, "err", derr)
+		m.log.Warn("invalid input message; not counted", "input", label, "stream_sequence", meta.streamSeq, "err", derr)
 	case late:
 		m.metrics.lateDuplicates.Inc()
 	}
-	if meta.NumPending == 0 {
+	if meta.pending == 0 {
 		select {
 		case m.updated <- struct{}{}:
 		default:
 		}
 	}
-	return meta.NumPending == 0 || meta.Sequence.Stream >= target
+	return meta.pending == 0 || meta.streamSeq >= target
 }
 
 // startAudit starts the consume loop of the audit consumer.

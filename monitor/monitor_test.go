@@ -410,7 +410,7 @@ func TestPendingExpiresWithLabelDeadline(t *testing.T) {
 	// The join's memory is bounded too: the expired entries are dropped.
 	r.m.mu.Lock()
 	r.m.join.prune(clock.Now())
-	open := len(r.m.join.open)
+	open, _ := r.m.join.sizes()
 	r.m.mu.Unlock()
 	if open != 0 {
 		t.Errorf("%d join entries still open after the deadline", open)
