@@ -21,10 +21,10 @@ var ackReplies = []string{
 	"$JS.ACK.hub.ACCHASH.PREDICTIONS.oc_1.1.12345.987.1767225600000000000.42.r4nd0m",
 	"$JS.ACK._.ACCHASH.PREDICTIONS.oc_1.1.12345.987.1767225600000000000.0",
 	"$JS.ACK.hub.ACCHASH.PREDICTIONS.oc_1.1.12345.987.1767225600000000000.7.r.future.tokens",
-	"$JS.ACK.S.C.1.x12.1.2.3",          // a number token with a non-digit reads as 0
-	"$JS.ACK.S.C.1.2.3.4",              // 8 tokens
+	"$JS.ACK.S.C.1.x12.1.2.3",           // a number token with a non-digit reads as 0
+	"$JS.ACK.S.C.1.2.3.4",               // 8 tokens
 	"$JS.ACK.a.b.S.C.1.2.3.4.5.6.7.8.9", // more tokens than either layout: the second
-	"$JS.ACK.a.S.C.1.2.3.4.5",          // 10 tokens
+	"$JS.ACK.a.S.C.1.2.3.4.5",           // 10 tokens
 	"$JS.NAK.S.C.1.2.3.4.5",
 	"_INBOX.abc",
 	"",
