@@ -450,6 +450,9 @@ func (d *decoder) label() int {
 	if !ok {
 		return 0
 	}
+	if len(raw) == 1 && (raw[0] == '0' || raw[0] == '1') {
+		return int(raw[0] - '0') // as every label is written: no float to parse
+	}
 	v := parseFloat(raw)
 	if !integral || (v != 0 && v != 1) {
 		s.addValue("label", withGot(labelRule, raw))
