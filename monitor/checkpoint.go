@@ -32,10 +32,6 @@ type checkpointDoc struct {
 // decodes those several times faster than JSON, with no text to parse.
 func encodeCheckpoint(prefix string, st *aggState, js joinState) ([]byte, error) {
 	var buf bytes.Buffer
-	// Sized up front (about 40 bytes per resolved record, less than 200 per
-	// open join or window sample): a large checkpoint otherwise grows its
-	// buffer a dozen times, copying it each time.
-	buf.Grow(4096 + 40*len(js.DoneLast) + 200*len(js.Open) + 48*(len(st.Joins)+len(st.Latencies)+len(st.Errors)+len(st.ShadowJoins)))
 	if err := gob.NewEncoder(&buf).Encode(checkpointDoc{Version: checkpointVersion, Prefix: prefix, State: *st, Join: js}); err != nil {
 		return nil, fmt.Errorf("encoding checkpoint: %w", err)
 	}

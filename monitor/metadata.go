@@ -30,31 +30,33 @@ func parseAckReply(reply string) (ackMeta, error) {
 	if !strings.HasPrefix(reply, prefix) {
 		return ackMeta{}, errNotJSReply
 	}
-	n := strings.Count(reply, ".") + 1
+	// One pass: where each of the first 11 tokens starts, and how many
+	// tokens there are.
+	var start [12]int
+	n := 1
+	for i := 0; i < len(reply); i++ {
+		if reply[i] == '.' {
+			if n < len(start) {
+				start[n] = i + 1
+			}
+			n++
+		}
+	}
 	if n < 9 || (n > 9 && n < 11) {
 		return ackMeta{}, errNotJSReply
 	}
-	rest := reply[len(prefix):]
-	// Token index (after the prefix) of <stream>: 0 in the first layout,
-	// 2 in the second.
-	first := 0
+	// <stream> is token 2 in the first layout, 4 in the second.
+	s := 2
 	if n > 9 {
-		first = 2
+		s = 4
 	}
-	var m ackMeta
-	for i := 0; i <= first+6; i++ {
-		tok, after, _ := strings.Cut(rest, ".")
-		rest = after
-		switch i - first {
-		case 3:
-			m.streamSeq = parseNum(tok)
-		case 5:
-			m.timestamp = int64(parseNum(tok))
-		case 6:
-			m.pending = parseNum(tok)
+	tok := func(i int) string { // token i; the last one read (pending) may be the subject's last
+		if i+1 < n && i+1 < len(start) {
+			return reply[start[i] : start[i+1]-1]
 		}
+		return reply[start[i]:]
 	}
-	return m, nil
+	return ackMeta{streamSeq: parseNum(tok(s + 3)), timestamp: int64(parseNum(tok(s + 5))), pending: parseNum(tok(s + 6))}, nil
 }
 
 // parseNum is nats.go's ParseNum: decimal digits, 0 for anything else

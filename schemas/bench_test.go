@@ -90,3 +90,22 @@ func BenchmarkPredictionEncodingJSON(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSummaryDecoderPrediction is the monitor's decode of one
+// prediction (as the scorer writes it), with a reused decoder.
+func BenchmarkSummaryDecoderPrediction(b *testing.B) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	payload, err := json.Marshal(Prediction{SchemaVersion: Version, RecordID: "cleveland-000123", Source: "clinic-a", Probability: 0.734, Label: 1,
+		Threshold: 0.5, Model: ModelRef{Name: "heart-xgb", Version: "1.0.0", SHA256: strings.Repeat("ab", 32)}, ReceivedAt: at, ScoredAt: at, LatencyMS: 1.25, Deliveries: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sd SummaryDecoder
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		if _, err := sd.Prediction(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -254,6 +254,13 @@ func (s *scanner) str() (raw []byte, esc bool, ok bool) {
 	start := s.pos + 1
 	i := start
 	for i < len(s.data) {
+		// Most bytes are plain: one table load each until one is not.
+		for i < len(s.data) && !strSpecial[s.data[i]] {
+			i++
+		}
+		if i == len(s.data) {
+			break
+		}
 		c := s.data[i]
 		switch {
 		case c == '"':
@@ -293,6 +300,16 @@ func (s *scanner) str() (raw []byte, esc bool, ok bool) {
 	s.syntax("unterminated string")
 	return nil, false, false
 }
+
+// strSpecial marks the bytes that end a string's plain run: the quote, the
+// backslash and the control characters.
+var strSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func isHex4(b []byte) bool {
 	for _, c := range b[:4] {
