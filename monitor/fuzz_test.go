@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"encoding/json"
+	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -145,5 +146,68 @@ func TestWindowOrderIsDataOrder(t *testing.T) {
 		if !reflect.DeepEqual(a.st.Joins, want) {
 			t.Errorf("order %v: window %+v, want %+v", order, a.st.Joins, want)
 		}
+	}
+}
+
+// TestCheckpointOfTheEarlierJoinLayout: a checkpoint written by the monitor
+// before the records moved into one slab-backed map (main at 48d8faa,
+// testdata/checkpoint-v2-pointer-maps.gob, the same format version) restores
+// into exactly the state this build folds from the same inputs, and both go
+// on alike: a restart across the upgrade counts each input once.
+func TestCheckpointOfTheEarlierJoinLayout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.LabelDeadline = time.Hour
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at2 := at.Add(time.Hour)
+	// The inputs the earlier build folded into the checkpoint.
+	a, j := newAggregator(cfg), newJoiner(cfg)
+	for _, ev := range []event{
+		{Kind: kindPrediction, Source: "s", RecordID: "joined", At: at, Ord: 1, Label: 1, LatencyMS: 4, Version: "1"},
+		{Kind: kindOutcome, Source: "s", RecordID: "joined", At: at, Ord: 2, Label: 1},
+		{Kind: kindShadow, Source: "s", RecordID: "joined", At: at, Ord: 3, Label: 0, Version: "2"},
+		{Kind: kindPrediction, Source: "s", RecordID: "open", At: at2, Ord: 3, Label: 0, Version: "1"},
+		{Kind: kindShadow, Source: "s", RecordID: "open", At: at2, Ord: 4, Label: 1, Version: "2"},
+		{Kind: kindDeadLetter, Source: "s", RecordID: "dead", At: at2, Ord: 5, Stage: schemas.StageScore},
+		{Kind: kindOutcome, Source: "s", RecordID: "waiting", At: at2, Ord: 6, Label: 0},
+		{Kind: kindPrediction, Source: "t", RecordID: "unscorable", At: at2, Ord: 7, Label: 1, Version: "1"},
+		{Kind: kindDeadLetter, Source: "t", RecordID: "gone", At: at2, Ord: 8, Stage: schemas.StageDecode},
+		{Kind: kindOutcome, Source: "t", RecordID: "gone", At: at2, Ord: 9, Label: 1},
+	} {
+		j.fold(a, ev)
+	}
+	b, err := os.ReadFile("testdata/checkpoint-v2-pointer-maps.gob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, js, err := decodeCheckpoint("cardio", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, rj := newAggregator(cfg), newJoiner(cfg)
+	if err := rj.restore(js); err != nil {
+		t.Fatal(err)
+	}
+	ra.restore(st)
+	if open, done := rj.sizes(); !reflect.DeepEqual(rj.records(), j.records()) || open != 4 || done != 2 {
+		t.Fatalf("restored %d open, %d resolved:\n%+v\nwant\n%+v", open, done, rj.records(), j.records())
+	}
+	next := []event{
+		{Kind: kindOutcome, Source: "s", RecordID: "open", At: at2.Add(time.Minute), Ord: 10, Label: 1},
+		{Kind: kindOutcome, Source: "s", RecordID: "joined", At: at2.Add(time.Minute), Ord: 11, Label: 1}, // late duplicate
+		{Kind: kindShadow, Source: "s", RecordID: "joined", At: at2.Add(time.Minute), Ord: 12, Label: 1, Version: "3"},
+		{Kind: kindOutcome, Source: "s", RecordID: "dead", At: at2.Add(time.Minute), Ord: 13, Label: 0},
+		{Kind: kindPrediction, Source: "s", RecordID: "waiting", At: at2.Add(time.Minute), Ord: 14, Label: 0, Version: "1"},
+		{Kind: kindDeadLetter, Source: "t", RecordID: "gone", At: at2.Add(time.Minute), Ord: 15}, // late duplicate
+	}
+	for _, ev := range next {
+		if l1, l2 := j.fold(a, ev), rj.fold(ra, ev); l1 != l2 {
+			t.Fatalf("%+v: folded %v here, %v after the restore", ev, l1, l2)
+		}
+	}
+	if !reflect.DeepEqual(ra.st, a.st) || !reflect.DeepEqual(rj.records(), j.records()) {
+		t.Fatalf("restored state diverged:\n%+v\nwant\n%+v", ra.st, a.st)
+	}
+	if a.st.Joined != 3 || a.st.Unscorable != 2 || len(a.st.ShadowJoins) != 3 {
+		t.Fatalf("joined %d unscorable %d shadow joins %d, want 3 2 3", a.st.Joined, a.st.Unscorable, len(a.st.ShadowJoins))
 	}
 }
