@@ -51,10 +51,11 @@
 // sequence at start-up. Counts from the checkpoint onward depend on the
 // streams still holding those inputs (their retention).
 //
-// Memory grows with the open joins (about 150 bytes each: the predictions
-// waiting for their outcome within label_deadline) and the resolved records
-// remembered for joined_ttl (about 130 bytes each); the checkpoint holds
-// about 50 bytes per record.
+// Memory grows with the open joins (the predictions waiting for their
+// outcome within label_deadline) and the resolved records remembered for
+// joined_ttl: about 140 bytes each, either kind (one fixed-size record in a
+// slab plus its map entry; the fold allocates nothing per input); the
+// checkpoint holds about 50 bytes per record.
 //
 // Windows: a sample (a join; a prediction's latency; a prediction or dead
 // letter for the error rate; a shadow join) is in the window when it is
