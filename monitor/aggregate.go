@@ -187,8 +187,16 @@ func trimFront[T any](s []T, n int) []T {
 // beyond n, so a window holds the n latest samples by data time whatever
 // order the inputs were read in. Samples arrive nearly in order, so the
 // insertion moves few. Re-slicing the front keeps the backing array
-// bounded: append copies only the live part when it grows.
+// bounded: only the live part is copied when it grows.
 func push[T any](s []T, v T, n int, ord func(T) int64) []T {
+	if len(s) == cap(s) && len(s) >= n {
+		// A full window: move it to an array with room for 3n more pushes
+		// (append would leave room for about n/4: a copy of the window, and
+		// a new array, every few hundred samples).
+		ns := make([]T, len(s), len(s)+3*n)
+		copy(ns, s)
+		s = ns
+	}
 	s = append(s, v)
 	o := ord(v)
 	i := len(s) - 1
