@@ -70,7 +70,6 @@ type refJoiner struct {
 
 // maxInterned bounds versions; past it, versions are kept as they come.
 
-
 func (j *refJoiner) intern(v string) string {
 	if v == "" {
 		return v
@@ -265,7 +264,6 @@ func (j *refJoiner) prune(now time.Time) {
 		}
 	}
 }
-
 
 // foldBoth folds the inputs that ops encodes (two bytes each) into the
 // reference joiner and the current one, each with its own aggregator, and
