@@ -68,8 +68,6 @@ type refJoiner struct {
 	versions map[string]string
 }
 
-// maxInterned bounds versions; past it, versions are kept as they come.
-
 func (j *refJoiner) intern(v string) string {
 	if v == "" {
 		return v
