@@ -91,15 +91,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, js, err := decodeCheckpoint("cardio", b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra, rj := newAggregator(cfg), newJoiner(cfg)
-	if err := rj.restore(js); err != nil {
-		t.Fatal(err)
-	}
-	ra.restore(st)
+	ra, rj := restoreCheckpoint(t, cfg, b)
 	open, done := rj.sizes()
 	if !reflect.DeepEqual(rj.records(), j.records()) || done != 1 || open != 2 {
 		t.Fatalf("restored joins open %d done %d, want 2 1:\n%+v\nwant\n%+v", open, done, rj.records(), j.records())
@@ -179,15 +171,7 @@ func TestCheckpointOfTheEarlierJoinLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, js, err := decodeCheckpoint("cardio", b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra, rj := newAggregator(cfg), newJoiner(cfg)
-	if err := rj.restore(js); err != nil {
-		t.Fatal(err)
-	}
-	ra.restore(st)
+	ra, rj := restoreCheckpoint(t, cfg, b)
 	if open, done := rj.sizes(); !reflect.DeepEqual(rj.records(), j.records()) || open != 4 || done != 2 {
 		t.Fatalf("restored %d open, %d resolved:\n%+v\nwant\n%+v", open, done, rj.records(), j.records())
 	}

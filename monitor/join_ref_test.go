@@ -303,15 +303,7 @@ func foldBoth(t *testing.T, ops []byte) {
 			rj.prune(now)
 			j.prune(now)
 		case 6:
-			st, js, err := decodeCheckpoint("cardio", mustEncode(t, a, j))
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, j = newAggregator(cfg), newJoiner(cfg)
-			if err := j.restore(js); err != nil {
-				t.Fatal(err)
-			}
-			a.restore(st)
+			a, j = restoreCheckpoint(t, cfg, mustEncode(t, a, j))
 		default:
 			ev.Kind = kindPrediction // predictions twice as often: duplicates
 		}
@@ -332,6 +324,22 @@ func foldBoth(t *testing.T, ops []byte) {
 			t.Fatalf("op %d %+v: %d open, %d resolved; reference %d, %d", i/2, ev, open, done, len(rj.open), len(rj.done))
 		}
 	}
+}
+
+// restoreCheckpoint decodes checkpoint b (prefix "cardio") into a new
+// aggregator and joiner, as Monitor's restart does.
+func restoreCheckpoint(t testing.TB, cfg Config, b []byte) (*aggregator, *joiner) {
+	t.Helper()
+	st, js, err := decodeCheckpoint("cardio", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, j := newAggregator(cfg), newJoiner(cfg)
+	if err := j.restore(js); err != nil {
+		t.Fatal(err)
+	}
+	a.restore(st)
+	return a, j
 }
 
 func mustEncode(t *testing.T, a *aggregator, j *joiner) []byte {
