@@ -32,26 +32,13 @@ type reader struct {
 type inputDecoder struct {
 	sd schemas.SummaryDecoder
 	// versions interns the model versions seen (a handful), so that a
-	// prediction's version is not a new string each time.
-	versions map[string]string
+	// prediction's version is not a new string each time, and the joiner's
+	// records share them.
+	versions interner
 }
 
 func newInputDecoder() *inputDecoder {
-	return &inputDecoder{versions: map[string]string{}}
-}
-
-func (d *inputDecoder) version(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if v, ok := d.versions[string(b)]; ok {
-		return v
-	}
-	v := string(b)
-	if len(d.versions) < maxInterned {
-		d.versions[v] = v
-	}
-	return v
+	return &inputDecoder{versions: interner{}}
 }
 
 func (m *Monitor) readers() []reader {
@@ -202,7 +189,7 @@ func (d *inputDecoder) prediction(data []byte, source string) (event, error) {
 		return event{}, fmt.Errorf("%w: prediction: %w", errInvalidInput, err)
 	}
 	return event{Kind: kindPrediction, Source: source, key: keyOfBytes(source, p.RecordID), keyed: true,
-		Label: p.Label, LatencyMS: p.LatencyMS, Version: d.version(p.ModelVersion)}, nil
+		Label: p.Label, LatencyMS: p.LatencyMS, Version: d.versions.bytes(p.ModelVersion)}, nil
 }
 
 func (d *inputDecoder) shadow(data []byte, source string) (event, error) {
@@ -214,7 +201,7 @@ func (d *inputDecoder) shadow(data []byte, source string) (event, error) {
 		return event{}, fmt.Errorf("%w: shadow prediction: model.version is empty", errInvalidInput)
 	}
 	return event{Kind: kindShadow, Source: source, key: keyOfBytes(source, p.RecordID), keyed: true,
-		Label: p.Label, Version: d.version(p.ModelVersion)}, nil
+		Label: p.Label, Version: d.versions.bytes(p.ModelVersion)}, nil
 }
 
 func (d *inputDecoder) outcome(data []byte, source string) (event, error) {

@@ -115,25 +115,39 @@ type joiner struct {
 	// recs maps each record's key to its place in slab.
 	recs map[joinKey]uint32
 	slab slab
-	// versions interns model versions: every record keeps one, and there
-	// are only a few distinct ones.
-	versions map[string]string
+	// versions interns the model versions of restored records (the
+	// readers' decoders intern those of new inputs).
+	versions interner
 }
 
-// maxInterned bounds versions; past it, versions are kept as they come.
+// interner hands out one shared string per distinct model version: every
+// record keeps one, and there are only a few distinct ones. Past
+// maxInterned distinct values, strings are kept as they come.
+type interner map[string]string
+
+// maxInterned bounds an interner.
 const maxInterned = 1024
 
-func (j *joiner) intern(v string) string {
+func (in interner) str(v string) string {
 	if v == "" {
 		return v
 	}
-	if s, ok := j.versions[v]; ok {
+	if s, ok := in[v]; ok {
 		return s
 	}
-	if len(j.versions) < maxInterned {
-		j.versions[v] = v
+	if len(in) < maxInterned {
+		in[v] = v
 	}
 	return v
+}
+
+// bytes is str for a version still in its payload: no allocation when the
+// version is known.
+func (in interner) bytes(b []byte) string {
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	return in.str(string(b))
 }
 
 func newJoiner(cfg Config) *joiner {
@@ -141,7 +155,7 @@ func newJoiner(cfg Config) *joiner {
 		labelDeadline: int64(cfg.LabelDeadline),
 		joinedTTL:     int64(cfg.JoinedTTL),
 		recs:          map[joinKey]uint32{},
-		versions:      map[string]string{},
+		versions:      interner{},
 	}
 }
 
@@ -316,7 +330,6 @@ func (j *joiner) fold(agg *aggregator, ev event) bool {
 		k = keyOf(ev.Source, ev.RecordID)
 	}
 	now := ev.At.UnixNano()
-	ev.Version = j.intern(ev.Version)
 	var r *record
 	if i, found := j.recs[k]; found {
 		r = j.slab.at(i)
@@ -483,7 +496,7 @@ func (j *joiner) restore(st joinState) error {
 			if !validLabel(s.ds.Label) {
 				return fmt.Errorf("%w: open join with label %d", errBadCheckpoint, s.ds.Label)
 			}
-			r.set(event{Kind: s.kind, Label: s.ds.Label, Ord: s.ds.Ord, Version: j.intern(s.ds.V)}, s.ds.At.UnixNano())
+			r.set(event{Kind: s.kind, Label: s.ds.Label, Ord: s.ds.Ord, Version: j.versions.str(s.ds.V)}, s.ds.At.UnixNano())
 		}
 		for v, ds := range e.Shadow {
 			if ds == nil {
@@ -492,13 +505,13 @@ func (j *joiner) restore(st joinState) error {
 			if !validLabel(ds.Label) {
 				return fmt.Errorf("%w: open join with label %d", errBadCheckpoint, ds.Label)
 			}
-			r.set(event{Kind: kindShadow, Label: ds.Label, Ord: ds.Ord, Version: j.intern(v)}, ds.At.UnixNano())
+			r.set(event{Kind: kindShadow, Label: ds.Label, Ord: ds.Ord, Version: j.versions.str(v)}, ds.At.UnixNano())
 		}
 		recs[joinKey(st.OpenKeys[16*i:16*i+16])] = r
 	}
 	for i := range n {
 		r := record{Last: st.DoneLast[i], Ord: st.DoneOrd[i], OutLabel: st.DoneActual[i], PredLabel: st.DoneActive[i],
-			Version: j.intern(st.DoneVersion[i]), flags: isResolved}
+			Version: j.versions.str(st.DoneVersion[i]), flags: isResolved}
 		if d := st.DoneShadow[i]; len(d) > 0 {
 			r.Shadow = &shadows{Done: d}
 		}

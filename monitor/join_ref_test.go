@@ -65,20 +65,7 @@ type refJoiner struct {
 	done map[joinKey]*refResolved
 	// versions interns model versions: every record keeps one, and there
 	// are only a few distinct ones.
-	versions map[string]string
-}
-
-func (j *refJoiner) intern(v string) string {
-	if v == "" {
-		return v
-	}
-	if s, ok := j.versions[v]; ok {
-		return s
-	}
-	if len(j.versions) < maxInterned {
-		j.versions[v] = v
-	}
-	return v
+	versions interner
 }
 
 func newRefJoiner(cfg Config) *refJoiner {
@@ -87,7 +74,7 @@ func newRefJoiner(cfg Config) *refJoiner {
 		joinedTTL:     int64(cfg.JoinedTTL),
 		open:          map[joinKey]*refEntry{},
 		done:          map[joinKey]*refResolved{},
-		versions:      map[string]string{},
+		versions:      interner{},
 	}
 }
 
@@ -195,7 +182,7 @@ func (j *refJoiner) fold(agg *aggregator, ev event) bool {
 	}
 	k := keyOf(ev.Source, ev.RecordID)
 	now := ev.At.UnixNano()
-	ev.Version = j.intern(ev.Version)
+	ev.Version = j.versions.str(ev.Version)
 	if r := j.done[k]; r != nil {
 		if now-r.Last > j.joinedTTL {
 			delete(j.done, k)
