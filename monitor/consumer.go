@@ -18,9 +18,8 @@ import (
 // `cardiostream model compare`) can read the same streams independently and
 // each computes the same numbers.
 type reader struct {
-	name    string // metric label and checkpoint position: predictions, outcomes, deadletter
-	stream  string
-	filters []string
+	name   string // metric label and checkpoint position: predictions, outcomes, deadletter
+	stream string
 	// sources caches what each subject means (kind, source); owned by the
 	// reader's one callback goroutine, like dec.
 	sources map[string]subjectKind
@@ -42,17 +41,18 @@ func newInputDecoder() *inputDecoder {
 }
 
 func (m *Monitor) readers() []reader {
-	p := m.subjects.Prefix
 	return []reader{
-		// Each reader takes its stream's whole subject space (one
-		// filter the server need not match message by message: two
-		// filters made it intersect subject trees for every message) and
-		// sorts the subjects itself: main and shadow predictions share the
-		// stream and one reader keeps them in stream order, and a subject
-		// of neither shape (<prefix>.predictions.a.b) is skipped.
-		{name: "predictions", stream: schemas.StreamPredictions, filters: []string{p + ".predictions.>"}},
-		{name: "outcomes", stream: schemas.StreamOutcomes, filters: []string{p + ".outcomes.>"}},
-		{name: "deadletter", stream: schemas.StreamDeadLetter, filters: []string{p + ".deadletter.>"}},
+		// Each reader takes its stream whole, with no filter: the stream's
+		// one subject is <prefix>.<kind>.>, so a filter would select every
+		// message anyway, and the server would still match each message's
+		// subject against it (in the monitor's bench, 7% of the server's
+		// CPU while it serves the readers). The reader sorts the subjects
+		// itself: main and shadow predictions share the stream and one
+		// reader keeps them in stream order, and a subject of neither shape
+		// (<prefix>.predictions.a.b, or another prefix's) is skipped.
+		{name: "predictions", stream: schemas.StreamPredictions},
+		{name: "outcomes", stream: schemas.StreamOutcomes},
+		{name: "deadletter", stream: schemas.StreamDeadLetter},
 	}
 }
 

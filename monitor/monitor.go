@@ -313,7 +313,7 @@ func (m *Monitor) startReaders(ctx context.Context, targets map[string]uint64) (
 		from := m.agg.st.Positions[r.name]
 		m.mu.Unlock()
 		target := targets[r.name]
-		occ := jetstream.OrderedConsumerConfig{FilterSubjects: r.filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+		occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 		if from > 0 {
 			occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from+1
 		}
