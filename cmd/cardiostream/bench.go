@@ -78,7 +78,8 @@ storage, the configured stream settings) and measures, in one run:
             rate (--latency-only: just 1,000/s and 5,000/s, --reps rounds);
   model     decode+validate, predict (single and batched) and encode cost per record;
   monitor   joins per second (` + "`cardiostream monitor`" + ` child) over a backlog of
-            predictions and their outcomes;
+            predictions and their outcomes: --reps monitors in turn, each from no
+            checkpoint, and the median;
   memory    peak RSS of each child process (getrusage maxrss).
 
 Progress goes to stderr; stdout gets a table, or one JSON object with --json.`,
@@ -105,7 +106,7 @@ Progress goes to stderr; stdout gets a table, or one JSON object with --json.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.records, "records", 50_000, "records per throughput run (also the backlog whose peak RSS is reported)")
-	f.IntVar(&o.reps, "reps", 3, "repetitions of the alternated baseline / pipeline runs")
+	f.IntVar(&o.reps, "reps", 3, "repetitions of the alternated baseline / pipeline runs, and of the monitor runs")
 	f.DurationVar(&o.latDuration, "latency-duration", 4*time.Second, "duration of each offered-rate latency run")
 	f.DurationVar(&o.monDuration, "monitor-duration", 15*time.Second, "longest time the monitor run may take")
 	f.IntVar(&o.monPairs, "monitor-pairs", 100_000, "prediction/outcome pairs for the monitor run (its rate excludes start-up, so larger is steadier)")
@@ -205,7 +206,10 @@ type benchReport struct {
 
 	MonitorPairs     int     `json:"monitor_pairs"`
 	MonitorJoins     int     `json:"monitor_joins"`
-	MonitorJoinsPerS float64 `json:"monitor_joins_per_s"`
+	MonitorJoinsPerS float64 `json:"monitor_joins_per_s"` // the median of MonitorRuns
+	// MonitorRuns is each run's joins/s: --reps monitors in turn over the
+	// same backlog, each from no checkpoint.
+	MonitorRuns []float64 `json:"monitor_runs_joins_per_s"`
 	// MonitorCPUUSPerJoin is the monitor child's CPU time (user + system,
 	// start-up and final checkpoint included) per join: less sensitive to
 	// the machine's load than joins/s.
@@ -764,16 +768,33 @@ func (b *benchRun) latency(ctx context.Context, workers int, rate float64) (benc
 	return bench.Offer(ctx, b.nc, b.js, subjects.Records(benchSource), subjects.AllPredictions(), prefixLatency, rate, b.o.latDuration, 30*time.Second)
 }
 
-// monitorPhase runs monitorJoins and fills the report's monitor figures.
+// monitorPhase scores a backlog for the monitor, runs the monitor over it
+// --reps times and fills the report's monitor figures with the medians.
 func (b *benchRun) monitorPhase(ctx context.Context, rep *benchReport) error {
-	r, err := b.monitorJoins(ctx)
-	if err != nil {
-		return fmt.Errorf("monitor run: %w", err)
+	if err := b.monitorBacklog(ctx); err != nil {
+		return fmt.Errorf("monitor backlog: %w", err)
 	}
-	rep.MonitorPairs, rep.MonitorJoins, rep.MonitorJoinsPerS = b.o.monPairs, r.joins, round1(r.perS)
-	rep.MonitorPeakRSSMB, rep.MonitorCPUUSPerJoin, rep.MonitorServerCPUUSPerJoin = r.rssMB, round1(r.cpuUS), round1(r.serverCPUUS)
-	b.progress("monitor: %d/%d joins, %.0f joins/s, %.0f µs monitor + %.0f µs server CPU/join, peak rss %.0f MB",
-		r.joins, b.o.monPairs, r.perS, r.cpuUS, r.serverCPUUS, r.rssMB)
+	var perS, cpu, serverCPU []float64
+	for i := range b.o.reps {
+		b.progress("monitor: run %d/%d, joining %d pairs (at most %s)", i+1, b.o.reps, b.o.monPairs, b.o.monDuration)
+		r, err := b.monitorJoins(ctx)
+		if err != nil {
+			return fmt.Errorf("monitor run %d: %w", i+1, err)
+		}
+		b.progress("monitor: run %d/%d: %d/%d joins, %.0f joins/s, %.1f µs monitor + %.1f µs server CPU/join, peak rss %.0f MB",
+			i+1, b.o.reps, r.joins, b.o.monPairs, r.perS, r.cpuUS, r.serverCPUUS, r.rssMB)
+		if r.joins < b.o.monPairs {
+			// A run that did not join the whole backlog has no comparable
+			// rate: say so rather than report it.
+			return fmt.Errorf("monitor run %d joined %d of %d pairs within --monitor-duration %s; give it longer", i+1, r.joins, b.o.monPairs, b.o.monDuration)
+		}
+		perS, cpu, serverCPU = append(perS, round1(r.perS)), append(cpu, r.cpuUS), append(serverCPU, r.serverCPUUS)
+		rep.MonitorJoins = r.joins
+		rep.MonitorPeakRSSMB = max(rep.MonitorPeakRSSMB, r.rssMB)
+	}
+	rep.MonitorPairs, rep.MonitorRuns = b.o.monPairs, perS
+	rep.MonitorJoinsPerS = round1(bench.Median(perS))
+	rep.MonitorCPUUSPerJoin, rep.MonitorServerCPUUSPerJoin = round1(bench.Median(cpu)), round1(bench.Median(serverCPU))
 	return nil
 }
 
@@ -783,33 +804,45 @@ type monitorResult struct {
 	perS, rssMB, cpuUS, serverCPUUS float64
 }
 
-// monitorJoins scores o.monPairs records, publishes their outcomes, then
-// runs the monitor over that backlog and measures joins per second.
+// monitorBacklog scores o.monPairs records and publishes their outcomes:
+// the backlog every monitor run reads from its start.
+func (b *benchRun) monitorBacklog(ctx context.Context) error {
+	n := b.o.monPairs
+	subjects := b.cfg.Streams.Subjects()
+	b.progress("monitor: scoring %d records and publishing their outcomes", n)
+	if err := b.resetStreams(ctx); err != nil {
+		return err
+	}
+	if err := b.publishBacklog(ctx, subjects.Records(benchSource), n, func(k int) []byte { return bench.Record(prefixMonitor, k) }); err != nil {
+		return err
+	}
+	sc, err := b.spawn(ctx, 1)
+	if err != nil {
+		return err
+	}
+	werr := b.waitSettled(ctx, sc, b.cfg.Scorer.Consumer, uint64(n), time.Duration(max(60, n/500))*time.Second)
+	_, _ = sc.stop()
+	if werr != nil {
+		return werr
+	}
+	return b.publishBacklog(ctx, subjects.Outcomes(benchSource), n, func(k int) []byte { return bench.Outcome(prefixMonitor, k) })
+}
+
+// monitorJoins runs a monitor with no checkpoint over the backlog and
+// measures joins per second.
 func (b *benchRun) monitorJoins(ctx context.Context) (monitorResult, error) {
 	var (
 		joins int
 		perS  float64
 	)
 	n := b.o.monPairs
-	subjects := b.cfg.Streams.Subjects()
-	b.progress("monitor: scoring %d records and publishing their outcomes", n)
-	if err := b.resetStreams(ctx); err != nil {
-		return monitorResult{}, err
+	// Each run starts from nothing: the previous run's final checkpoint
+	// would have it resume at the end of the backlog.
+	if err := b.js.DeleteObjectStore(ctx, b.cfg.Monitor.StateBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return monitorResult{}, fmt.Errorf("deleting the monitor's checkpoint bucket %s: %w", b.cfg.Monitor.StateBucket, err)
 	}
-	if err := b.publishBacklog(ctx, subjects.Records(benchSource), n, func(k int) []byte { return bench.Record(prefixMonitor, k) }); err != nil {
-		return monitorResult{}, err
-	}
-	sc, err := b.spawn(ctx, 1)
-	if err != nil {
-		return monitorResult{}, err
-	}
-	werr := b.waitSettled(ctx, sc, b.cfg.Scorer.Consumer, uint64(n), time.Duration(max(60, n/500))*time.Second)
-	_, _ = sc.stop()
-	if werr != nil {
-		return monitorResult{}, werr
-	}
-	if err := b.publishBacklog(ctx, subjects.Outcomes(benchSource), n, func(k int) []byte { return bench.Outcome(prefixMonitor, k) }); err != nil {
-		return monitorResult{}, err
+	if _, err := b.js.ObjectStore(ctx, b.cfg.Monitor.StateBucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return monitorResult{}, fmt.Errorf("the monitor's checkpoint bucket %s is still there after its deletion (%v): the run would resume, not join", b.cfg.Monitor.StateBucket, err)
 	}
 	addr, err := freeLoopbackAddr()
 	if err != nil {
@@ -821,7 +854,6 @@ func (b *benchRun) monitorJoins(ctx context.Context) (monitorResult, error) {
 		return monitorResult{}, err
 	}
 	spawned := time.Now()
-	b.progress("monitor: joining %d pairs (at most %s)", n, b.o.monDuration)
 	// The rate is measured between the first poll that sees a join and the
 	// first that sees them all, from the monitor's own joined_total: the
 	// child's start-up (and set-up) is not part of it. When the first poll
@@ -1024,7 +1056,8 @@ func printBenchTable(w io.Writer, r *benchReport) {
 	p("| predict, batched | %.0f | %.2f |", r.Model.PredictBatchNS, r.Model.PredictBatchAlloc)
 	p("| encode prediction | %.0f | %.2f |", r.Model.EncodeNS, r.Model.EncodeAllocs)
 	p("")
-	p("| monitor joins/s (backlog of %d pairs) | %.0f (%d joined; CPU per join: %.0f µs monitor + %.0f µs server) |", r.MonitorPairs, r.MonitorJoinsPerS, r.MonitorJoins, r.MonitorCPUUSPerJoin, r.MonitorServerCPUUSPerJoin)
+	p("| monitor joins/s (backlog of %d pairs, median of %d runs) | %.0f %v (%d joined each run; CPU per join: %.1f µs monitor + %.1f µs server) |",
+		r.MonitorPairs, len(r.MonitorRuns), r.MonitorJoinsPerS, ints(r.MonitorRuns), r.MonitorJoins, r.MonitorCPUUSPerJoin, r.MonitorServerCPUUSPerJoin)
 	p("| peak RSS MB: scorer / relay / monitor / bench (server) | %.0f / %.0f / %.0f / %.0f |", r.PeakRSSMB, r.RelayPeakRSSMB, r.MonitorPeakRSSMB, r.BenchPeakRSSMB)
 	p("| exactly once checked | %v (%d predictions per run) |", r.ExactlyOnceChecked, r.ScoredPerRun)
 	p("| duration | %.1f s |", r.DurationSeconds)

@@ -62,8 +62,8 @@ func TestBenchCommand(t *testing.T) {
 	if len(rep.BaselineLatency) != 3 || len(rep.PipelineLatency) != 3 {
 		t.Errorf("latency runs %d and %d, want 3 each", len(rep.BaselineLatency), len(rep.PipelineLatency))
 	}
-	if rep.MonitorJoins != rep.MonitorPairs || rep.MonitorPairs != 300 {
-		t.Errorf("monitor joined %d of %d pairs, want all 300", rep.MonitorJoins, rep.MonitorPairs)
+	if rep.MonitorJoins != rep.MonitorPairs || rep.MonitorPairs != 300 || len(rep.MonitorRuns) != 1 {
+		t.Errorf("monitor joined %d of %d pairs in %d runs, want all 300 in one run", rep.MonitorJoins, rep.MonitorPairs, len(rep.MonitorRuns))
 	}
 	if rep.Model.PredictNS <= 0 || rep.Model.DecodeNS <= 0 || rep.Model.EncodeNS <= 0 {
 		t.Errorf("model costs %+v", rep.Model)
@@ -111,20 +111,25 @@ func testBenchPipelineOnly(t *testing.T) {
 	}
 }
 
-// TestBenchMonitorOnly: --monitor-only runs just the monitor phase, and every
-// pair is joined.
+// TestBenchMonitorOnly: --monitor-only runs just the monitor phase, --reps
+// monitors in turn over one backlog, and each joins every pair from no
+// checkpoint (bench fails a run that joins fewer, and one whose checkpoint
+// bucket outlived its deletion).
 func TestBenchMonitorOnly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server and child processes")
 	}
 	code, stdout, stderr := runCmd(t, testEnviron("CARDIOSTREAM_TEST_RUN_MAIN=1"),
-		"bench", "--json", "--monitor-only", "--records", "300", "--monitor-pairs", "300", "--monitor-duration", "60s")
+		"bench", "--json", "--monitor-only", "--records", "300", "--reps", "2", "--monitor-pairs", "300", "--monitor-duration", "60s")
 	if code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 	}
 	var rep benchReport
 	if err := json.Unmarshal([]byte(lastLine(stdout)), &rep); err != nil {
 		t.Fatalf("stdout is not one JSON object: %v\n%s", err, stdout)
+	}
+	if len(rep.MonitorRuns) != 2 || rep.MonitorRuns[0] <= 0 || rep.MonitorRuns[1] <= 0 {
+		t.Errorf("monitor runs %v, want two rates", rep.MonitorRuns)
 	}
 	if rep.MonitorJoins != 300 || rep.MonitorJoinsPerS <= 0 || rep.MonitorCPUUSPerJoin <= 0 {
 		t.Errorf("monitor joined %d of 300, %.1f joins/s, %.1f µs CPU per join", rep.MonitorJoins, rep.MonitorJoinsPerS, rep.MonitorCPUUSPerJoin)
