@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -251,33 +253,43 @@ func (s *scanner) member(first bool, kbuf []byte) (key []byte, ok bool) {
 // str scans the string at s.pos (a '"') and returns its raw contents without
 // the quotes and whether they contain escapes. UTF-8 was checked by begin.
 func (s *scanner) str() (raw []byte, esc bool, ok bool) {
+	d := s.data
 	start := s.pos + 1
 	i := start
-	for i < len(s.data) {
-		// Most bytes are plain: one table load each until one is not.
-		for i < len(s.data) && !strSpecial[s.data[i]] {
+	for i < len(d) {
+		// Most bytes are plain: skip them eight at a time, and bytewise in
+		// the last seven, until one is not; c is that byte.
+		var c byte
+		if i+8 <= len(d) {
+			w := binary.LittleEndian.Uint64(d[i:])
+			m := special(w)
+			if m == 0 {
+				i += 8
+				continue
+			}
+			n := bits.TrailingZeros64(m) // 8k+7 for byte k
+			i += n / 8
+			c = byte(w >> (n &^ 7))
+		} else if c = d[i]; !strSpecial[c] {
 			i++
+			continue
 		}
-		if i == len(s.data) {
-			break
-		}
-		c := s.data[i]
 		switch {
 		case c == '"':
 			s.pos = i + 1
-			return s.data[start:i], esc, true
+			return d[start:i], esc, true
 		case c == '\\':
 			esc = true
-			if i+1 >= len(s.data) {
-				s.pos = len(s.data)
+			if i+1 >= len(d) {
+				s.pos = len(d)
 				s.syntax("unterminated string")
 				return nil, false, false
 			}
-			switch s.data[i+1] {
+			switch d[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if i+6 > len(s.data) || !isHex4(s.data[i+2:i+6]) {
+				if i+6 > len(d) || !isHex4(d[i+2:i+6]) {
 					s.pos = i
 					s.syntax(`\u must be followed by four hex digits`)
 					return nil, false, false
@@ -285,20 +297,33 @@ func (s *scanner) str() (raw []byte, esc bool, ok bool) {
 				i += 6
 			default:
 				s.pos = i
-				s.syntax("invalid escape " + strconv.Quote(string(s.data[i:i+2])) + " in string")
+				s.syntax("invalid escape " + strconv.Quote(string(d[i:i+2])) + " in string")
 				return nil, false, false
 			}
-		case c < 0x20:
+		default: // c < 0x20: nothing else stops a plain run
 			s.pos = i
 			s.syntax("control character " + strconv.QuoteRune(rune(c)) + " in string; it must be escaped")
 			return nil, false, false
-		default:
-			i++
 		}
 	}
-	s.pos = len(s.data)
+	s.pos = len(d)
 	s.syntax("unterminated string")
 	return nil, false, false
+}
+
+// special flags, in the high bit of its byte, the first byte of w (read
+// little-endian: byte 0 is the lowest) that ends a plain run (strSpecial),
+// and is 0 when there is none. It is the classic "has a zero byte" trick:
+// x-0x0101…01 sets the high bit of a byte of x that was 0x00 (x = w^0x2222…22
+// is 0x00 where w holds '"'; likewise for '\\'), and w-0x2020…20 that of a
+// byte below 0x20; "&^ w" drops the bytes ≥ 0x80 (UTF-8, plain), whose high
+// bit the subtractions set too. A borrow can flag bytes above (after) the
+// first special one spuriously, never one below: the lowest flag is exact,
+// and str uses nothing else.
+func special(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, b := w^(ones*'"'), w^(ones*'\\')
+	return ((w - ones*0x20) | (q - ones) | (b - ones)) &^ w & highs
 }
 
 // strSpecial marks the bytes that end a string's plain run: the quote, the
