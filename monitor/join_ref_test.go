@@ -13,25 +13,26 @@ import (
 
 // The joiner as it was before the slab (main at 48d8faa: two maps of
 // pointers), kept as the reference the current joiner must fold exactly like
-// (FuzzJoinMatchesReference).
+// (FuzzJoinMatchesReference). Its sides are the checkpoint's docSide, as they
+// were then.
 
-// entry is an open join: the sides of one (source, record_id) seen so far
+// refEntry is an open join: the sides of one (source, record_id) seen so far
 // (never patient data) and its shadow predictions. Once resolved it becomes
 // a resolved record (below).
 type refEntry struct {
-	Prediction *refSide
-	Outcome    *refSide
-	DeadLetter *refSide
+	Prediction *docSide
+	Outcome    *docSide
+	DeadLetter *docSide
 	// Shadow holds the shadow predictions by model version (usually one).
 	// They are not pending sides: they resolve into a shadow join once the
 	// outcome and the active prediction (or dead letter) are present.
-	Shadow map[string]*refSide
+	Shadow map[string]*docSide
 	// Last is the monitor's clock (unix ns) at the entry's last change: the
 	// entry expires label_deadline after it.
 	Last int64
 }
 
-// resolved is what the join keeps of a resolved (joined or unscorable)
+// refResolved is what the join keeps of a resolved (joined or unscorable)
 // record for joinedTTL: enough to recognise a duplicate and to resolve a
 // shadow prediction that arrives after the join.
 type refResolved struct {
@@ -45,15 +46,7 @@ type refResolved struct {
 	Shadow []string
 }
 
-// docSide is what the join needs from one side: no patient data.
-type refSide struct {
-	Label int
-	At    time.Time // the monitor's clock when folded
-	Ord   int64     // the input's stream timestamp
-	V     string    // model version (predictions)
-}
-
-// joiner holds every open join and, for joinedTTL, the keys of resolved
+// refJoiner holds every open join and, for joinedTTL, the keys of resolved
 // records whose entry has expired. It is not safe for concurrent use; the
 // Monitor's mutex guards it with the aggregates.
 type refJoiner struct {
@@ -88,10 +81,10 @@ func (e *refEntry) has(ev event) bool {
 
 // set records ev's side in e.
 func (e *refEntry) set(ev event) {
-	ds := &refSide{Label: ev.Label, At: ev.At, Ord: ev.Ord, V: ev.Version}
+	ds := &docSide{Label: ev.Label, At: ev.At, Ord: ev.Ord, V: ev.Version}
 	if ev.Kind == kindShadow {
 		if e.Shadow == nil {
-			e.Shadow = map[string]*refSide{}
+			e.Shadow = map[string]*docSide{}
 		}
 		e.Shadow[ev.Version] = ds
 		return
@@ -99,7 +92,7 @@ func (e *refEntry) set(ev event) {
 	*e.side(refSideOf(ev.Kind)) = ds
 }
 
-func (e *refEntry) side(s side) **refSide {
+func (e *refEntry) side(s side) **docSide {
 	switch s {
 	case sidePrediction:
 		return &e.Prediction
@@ -142,7 +135,7 @@ func (e *refEntry) resolvedRecord(res event) *refResolved {
 
 // shadowJoin is the shadow join event of shadow prediction sh of version v
 // on the resolved record r.
-func (r *refResolved) shadowJoin(source, recordID, v string, sh *refSide, now time.Time) event {
+func (r *refResolved) shadowJoin(source, recordID, v string, sh *docSide, now time.Time) event {
 	ev := event{Kind: kindShadowJoin, Source: source, RecordID: recordID, At: now,
 		Version: v, Predicted: sh.Label, Actual: int(r.Actual), Ord: max(sh.Ord, r.Ord)}
 	if r.Active >= 0 {
@@ -191,7 +184,7 @@ func (j *refJoiner) fold(agg *aggregator, ev event) bool {
 				return false
 			}
 			agg.apply(ev) // Pending false: not a side of the main join
-			agg.apply(r.shadowJoin(ev.Source, ev.RecordID, ev.Version, &refSide{Label: ev.Label, Ord: ev.Ord}, ev.At))
+			agg.apply(r.shadowJoin(ev.Source, ev.RecordID, ev.Version, &docSide{Label: ev.Label, Ord: ev.Ord}, ev.At))
 			r.Shadow = append(r.Shadow, ev.Version)
 			r.Last = now
 			return true
