@@ -70,25 +70,47 @@ var legacyConsumers = []struct{ stream, name string }{
 // by the caller). The metric label of the input is returned for errors.
 func (m *Monitor) decodeInput(r reader, msg jetstream.Msg) (event, string, error) {
 	subject := msg.Subject()
-	if r.sources != nil {
-		// A reader's messages come from a handful of sources: remember
-		// what each subject means rather than parse it every time.
-		if s, ok := r.sources[subject]; ok {
-			return decodeFor(r.dec, s.kind, msg.Data(), s.source)
+	// A reader's messages come from a handful of sources: remember what
+	// each subject means rather than parse it every time.
+	s, ok := r.sources[subject]
+	if !ok {
+		if s, ok = m.kindOf(r.name, subject); !ok {
+			return event{}, r.name, fmt.Errorf("%w: %q", errNotInput, subject)
 		}
-		ev, label, err := m.decodeInputSlow(r, msg, subject)
-		if err == nil && len(r.sources) < maxCachedSubjects {
-			r.sources[subject] = subjectKind{kind: ev.Kind, source: ev.Source}
+		if r.sources != nil && len(r.sources) < maxCachedSubjects {
+			r.sources[subject] = s
 		}
-		return ev, label, err
 	}
-	return m.decodeInputSlow(r, msg, subject)
+	return decodeFor(r.dec, s.kind, msg.Data(), s.source)
 }
 
 // maxCachedSubjects bounds a reader's subject cache (one entry per source).
 const maxCachedSubjects = 4096
 
 type subjectKind struct{ kind, source string }
+
+// kindOf says what subject means on the stream of the reader named name: the
+// kind of input and its source; false for a subject the reader does not read.
+func (m *Monitor) kindOf(name, subject string) (subjectKind, bool) {
+	switch name {
+	case "predictions":
+		if source, ok := m.subjects.SourceOf(schemas.ShadowKind, subject); ok {
+			return subjectKind{kind: kindShadow, source: source}, true
+		}
+		if source, ok := m.subjects.SourceOf("predictions", subject); ok {
+			return subjectKind{kind: kindPrediction, source: source}, true
+		}
+	case "outcomes":
+		if source, ok := m.subjects.SourceOf("outcomes", subject); ok {
+			return subjectKind{kind: kindOutcome, source: source}, true
+		}
+	case "deadletter":
+		if source, ok := m.subjects.SourceOf("deadletter", subject); ok {
+			return subjectKind{kind: kindDeadLetter, source: source}, true
+		}
+	}
+	return subjectKind{}, false
+}
 
 func decodeFor(d *inputDecoder, kind string, data []byte, source string) (event, string, error) {
 	switch kind {
@@ -105,31 +127,6 @@ func decodeFor(d *inputDecoder, kind string, data []byte, source string) (event,
 		ev, err := decodeDeadLetter(data, source)
 		return ev, "deadletter", err
 	}
-}
-
-func (m *Monitor) decodeInputSlow(r reader, msg jetstream.Msg, subject string) (event, string, error) {
-	switch r.name {
-	case "predictions":
-		if source, ok := m.subjects.SourceOf(schemas.ShadowKind, subject); ok {
-			ev, err := r.dec.shadow(msg.Data(), source)
-			return ev, "shadow", err
-		}
-		if source, ok := m.subjects.SourceOf("predictions", subject); ok {
-			ev, err := r.dec.prediction(msg.Data(), source)
-			return ev, "predictions", err
-		}
-	case "outcomes":
-		if source, ok := m.subjects.SourceOf("outcomes", subject); ok {
-			ev, err := r.dec.outcome(msg.Data(), source)
-			return ev, "outcomes", err
-		}
-	case "deadletter":
-		if source, ok := m.subjects.SourceOf("deadletter", subject); ok {
-			ev, err := decodeDeadLetter(msg.Data(), source)
-			return ev, "deadletter", err
-		}
-	}
-	return event{}, r.name, fmt.Errorf("%w: %q", errNotInput, subject)
 }
 
 // input is the durable consumer the monitor acks: the audit entries that
