@@ -594,25 +594,9 @@ type trial struct {
 // the last output stored in PREDICTIONS (child start-up is not counted).
 func (b *benchRun) throughput(ctx context.Context, workers int, verify bool) (trial, error) {
 	n := b.o.records
-	subjects := b.cfg.Streams.Subjects()
-	if err := b.resetStreams(ctx); err != nil {
-		return trial{}, err
-	}
-	if err := b.publishBacklog(ctx, subjects.Records(benchSource), n, func(k int) []byte { return bench.Record(prefixTrial, k) }); err != nil {
-		return trial{}, err
-	}
-	ch, err := b.spawn(ctx, workers)
+	ru, err := b.scoreBacklog(ctx, workers, prefixTrial, n)
 	if err != nil {
 		return trial{}, err
-	}
-	consumer := b.consumerName(workers)
-	waitErr := b.waitSettled(ctx, ch, consumer, uint64(n), time.Duration(max(60, n/500))*time.Second)
-	ru, stopErr := ch.stop()
-	if waitErr != nil {
-		return trial{}, fmt.Errorf("%w; child stderr:\n%s", waitErr, ch.stderr.String())
-	}
-	if stopErr != nil {
-		return trial{}, fmt.Errorf("child: %w; stderr:\n%s", stopErr, ch.stderr.String())
 	}
 	info, err := b.streamInfo(ctx, schemas.StreamPredictions)
 	if err != nil {
@@ -631,6 +615,31 @@ func (b *benchRun) throughput(ctx context.Context, workers int, verify bool) (tr
 		return trial{}, fmt.Errorf("relay stored %d outputs for %d records", t.outputs, n)
 	}
 	return t, nil
+}
+
+// scoreBacklog starts from empty streams, publishes n records made with
+// prefix, and runs the relay (workers 0) or the scorer until every record is
+// settled; it returns the child's resource usage.
+func (b *benchRun) scoreBacklog(ctx context.Context, workers int, prefix string, n int) (childUsage, error) {
+	if err := b.resetStreams(ctx); err != nil {
+		return childUsage{}, err
+	}
+	if err := b.publishBacklog(ctx, b.cfg.Streams.Subjects().Records(benchSource), n, func(k int) []byte { return bench.Record(prefix, k) }); err != nil {
+		return childUsage{}, err
+	}
+	ch, err := b.spawn(ctx, workers)
+	if err != nil {
+		return childUsage{}, err
+	}
+	waitErr := b.waitSettled(ctx, ch, b.consumerName(workers), uint64(n), time.Duration(max(60, n/500))*time.Second)
+	ru, stopErr := ch.stop()
+	if waitErr != nil {
+		return childUsage{}, fmt.Errorf("%w; child stderr:\n%s", waitErr, ch.stderr.String())
+	}
+	if stopErr != nil {
+		return childUsage{}, fmt.Errorf("child: %w; stderr:\n%s", stopErr, ch.stderr.String())
+	}
+	return ru, nil
 }
 
 func (b *benchRun) consumerName(workers int) string {
@@ -808,24 +817,11 @@ type monitorResult struct {
 // the backlog every monitor run reads from its start.
 func (b *benchRun) monitorBacklog(ctx context.Context) error {
 	n := b.o.monPairs
-	subjects := b.cfg.Streams.Subjects()
 	b.progress("monitor: scoring %d records and publishing their outcomes", n)
-	if err := b.resetStreams(ctx); err != nil {
+	if _, err := b.scoreBacklog(ctx, 1, prefixMonitor, n); err != nil {
 		return err
 	}
-	if err := b.publishBacklog(ctx, subjects.Records(benchSource), n, func(k int) []byte { return bench.Record(prefixMonitor, k) }); err != nil {
-		return err
-	}
-	sc, err := b.spawn(ctx, 1)
-	if err != nil {
-		return err
-	}
-	werr := b.waitSettled(ctx, sc, b.cfg.Scorer.Consumer, uint64(n), time.Duration(max(60, n/500))*time.Second)
-	_, _ = sc.stop()
-	if werr != nil {
-		return werr
-	}
-	return b.publishBacklog(ctx, subjects.Outcomes(benchSource), n, func(k int) []byte { return bench.Outcome(prefixMonitor, k) })
+	return b.publishBacklog(ctx, b.cfg.Streams.Subjects().Outcomes(benchSource), n, func(k int) []byte { return bench.Outcome(prefixMonitor, k) })
 }
 
 // monitorJoins runs a monitor with no checkpoint over the backlog and
